@@ -1,0 +1,677 @@
+//! Record validation at the boundary: decode, insist on the canonical encoding, and check every
+//! field against its rule and limit. Errors name the field.
+
+use prost::Message as _;
+use stateledger_proto::v1 as pb;
+use stateledger_proto::v1::record::Body;
+
+use crate::limits::*;
+use crate::record::digest::check_digest;
+
+/// The kind of body a record carries: one of the four state dimensions, a capture, a state
+/// digest, or a policy change.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Code,
+    Config,
+    Environment,
+    Mutation,
+    Nondeterminism,
+    StateDigest,
+    Policy,
+}
+
+impl Dimension {
+    pub fn of(body: &Body) -> Dimension {
+        match body {
+            Body::Code(_) => Dimension::Code,
+            Body::Config(_) => Dimension::Config,
+            Body::Environment(_) => Dimension::Environment,
+            Body::Mutation(_) => Dimension::Mutation,
+            Body::Nondeterminism(_) => Dimension::Nondeterminism,
+            Body::StateDigest(_) => Dimension::StateDigest,
+            Body::Policy(_) => Dimension::Policy,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Code => "code",
+            Dimension::Config => "config",
+            Dimension::Environment => "environment",
+            Dimension::Mutation => "mutation",
+            Dimension::Nondeterminism => "nondeterminism",
+            Dimension::StateDigest => "state_digest",
+            Dimension::Policy => "policy",
+        }
+    }
+}
+
+impl std::fmt::Display for Dimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a record is refused. Every variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    #[error("record is {len} bytes, more than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("record bytes are not a valid protobuf Record: {reason}")]
+    Malformed { reason: String },
+    #[error("record has unknown field number {number} (an unknown body or a newer format); this ledger knows fields 1-3 and bodies 10-16")]
+    UnknownField { number: u64 },
+    #[error("record bytes are not in canonical protobuf encoding (fields out of order, repeated, default values written, or unknown nested fields); encode with a conforming encoder and sign those bytes")]
+    NonCanonical,
+    #[error("record has no body: set exactly one of code, config, environment, mutation, nondeterminism, state_digest, policy")]
+    MissingBody,
+    #[error("field {field} is required")]
+    MissingField { field: String },
+    #[error("field {field} is {len} bytes, more than the limit of {max}")]
+    FieldTooLong {
+        field: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("field {field} has {count} items, more than the limit of {max}")]
+    TooManyItems {
+        field: String,
+        count: usize,
+        max: usize,
+    },
+    #[error("field {field} is invalid: {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("partial config is rejected: {reason}")]
+    PartialConfig { reason: String },
+}
+
+/// Decodes and validates record bytes exactly as submitted.
+pub fn decode_record(bytes: &[u8]) -> Result<pb::Record, RecordError> {
+    if bytes.len() > RECORD_BYTES_MAX {
+        return Err(RecordError::TooLarge {
+            len: bytes.len(),
+            max: RECORD_BYTES_MAX,
+        });
+    }
+    check_top_level_fields(bytes)?;
+    let record = pb::Record::decode(bytes).map_err(|e| RecordError::Malformed {
+        reason: e.to_string(),
+    })?;
+    if record.encode_to_vec() != bytes {
+        return Err(RecordError::NonCanonical);
+    }
+    validate(&record)?;
+    Ok(record)
+}
+
+/// Walks the top-level wire format to name an unknown field before prost silently drops it.
+fn check_top_level_fields(mut bytes: &[u8]) -> Result<(), RecordError> {
+    const KNOWN: &[u64] = &[1, 2, 3, 10, 11, 12, 13, 14, 15, 16];
+    let malformed = |reason: &str| RecordError::Malformed {
+        reason: reason.to_string(),
+    };
+    while !bytes.is_empty() {
+        let key = read_varint(&mut bytes).ok_or_else(|| malformed("truncated field key"))?;
+        let number = key >> 3;
+        match key & 7 {
+            0 => {
+                read_varint(&mut bytes).ok_or_else(|| malformed("truncated varint"))?;
+            }
+            1 => {
+                bytes = bytes
+                    .get(8..)
+                    .ok_or_else(|| malformed("truncated fixed64"))?
+            }
+            2 => {
+                let len = read_varint(&mut bytes).ok_or_else(|| malformed("truncated length"))?;
+                let len = usize::try_from(len).map_err(|_| malformed("length overflows"))?;
+                bytes = bytes
+                    .get(len..)
+                    .ok_or_else(|| malformed("length-delimited field runs past the end"))?;
+            }
+            5 => {
+                bytes = bytes
+                    .get(4..)
+                    .ok_or_else(|| malformed("truncated fixed32"))?
+            }
+            _ => return Err(malformed("unsupported wire type")),
+        }
+        if !KNOWN.contains(&number) {
+            return Err(RecordError::UnknownField { number });
+        }
+    }
+    Ok(())
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn text(field: &str, value: &str, required: bool, max: usize) -> Result<(), RecordError> {
+    if required && value.is_empty() {
+        return Err(RecordError::MissingField {
+            field: field.to_string(),
+        });
+    }
+    if value.len() > max {
+        return Err(RecordError::FieldTooLong {
+            field: field.to_string(),
+            len: value.len(),
+            max,
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RecordError::InvalidField {
+            field: field.to_string(),
+            reason: "contains control characters".to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn digest(field: &str, value: &str, required: bool) -> Result<(), RecordError> {
+    if value.is_empty() {
+        return if required {
+            Err(RecordError::MissingField {
+                field: field.to_string(),
+            })
+        } else {
+            Ok(())
+        };
+    }
+    check_digest(value).map_err(|reason| RecordError::InvalidField {
+        field: field.to_string(),
+        reason,
+    })
+}
+
+fn items(field: &str, count: usize, max: usize) -> Result<(), RecordError> {
+    if count > max {
+        return Err(RecordError::TooManyItems {
+            field: field.to_string(),
+            count,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn bytes_max(field: &str, len: usize, max: usize) -> Result<(), RecordError> {
+    if len > max {
+        return Err(RecordError::FieldTooLong {
+            field: field.to_string(),
+            len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> RecordError {
+    RecordError::InvalidField {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks a system name: 1 to 128 bytes of `[A-Za-z0-9._:/@-]`.
+pub fn check_system_name(system: &str) -> Result<(), RecordError> {
+    text("system", system, true, SYSTEM_BYTES_MAX)?;
+    if !system
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:/@-".contains(&b))
+    {
+        return Err(invalid(
+            "system",
+            "only letters, digits and . _ : / @ - are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a decoded record's fields (the encoding rules are checked by [`decode_record`]).
+pub fn validate(r: &pb::Record) -> Result<(), RecordError> {
+    check_system_name(&r.system)?;
+    text("scope", &r.scope, false, SCOPE_BYTES_MAX)?;
+    if r.observed_at_unix_nanos == 0 {
+        return Err(RecordError::MissingField {
+            field: "observed_at_unix_nanos".to_string(),
+        });
+    }
+    match r.body.as_ref().ok_or(RecordError::MissingBody)? {
+        Body::Code(c) => validate_code(c),
+        Body::Config(c) => validate_config(c),
+        Body::Environment(e) => validate_environment(e),
+        Body::Mutation(m) => validate_mutation(m),
+        Body::Nondeterminism(n) => validate_nondeterminism(n),
+        Body::StateDigest(s) => validate_state_digest(s),
+        Body::Policy(p) => validate_policy(p),
+    }
+}
+
+fn validate_artifacts(field: &str, list: &[pb::Artifact]) -> Result<(), RecordError> {
+    items(field, list.len(), LIST_ITEMS_MAX)?;
+    for (i, a) in list.iter().enumerate() {
+        text(&format!("{field}[{i}].name"), &a.name, true, TEXT_BYTES_MAX)?;
+        digest(&format!("{field}[{i}].digest"), &a.digest, true)?;
+    }
+    Ok(())
+}
+
+fn validate_code(c: &pb::CodeState) -> Result<(), RecordError> {
+    text("code.repo", &c.repo, true, TEXT_BYTES_MAX)?;
+    text("code.commit", &c.commit, true, 64)?;
+    if !(c.commit.len() == 40 || c.commit.len() == 64)
+        || !c.commit.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(invalid(
+            "code.commit",
+            "a full commit id of 40 or 64 hex digits is required",
+        ));
+    }
+    text("code.reference", &c.reference, false, TEXT_BYTES_MAX)?;
+    validate_artifacts("code.artifacts", &c.artifacts)?;
+    validate_artifacts("code.lockfiles", &c.lockfiles)?;
+    items(
+        "code.required_config",
+        c.required_config.len(),
+        LIST_ITEMS_MAX,
+    )?;
+    for (i, k) in c.required_config.iter().enumerate() {
+        text(
+            &format!("code.required_config[{i}]"),
+            k,
+            true,
+            TEXT_BYTES_MAX,
+        )?;
+    }
+    Ok(())
+}
+
+fn validate_config(c: &pb::ConfigSnapshot) -> Result<(), RecordError> {
+    text("config.version", &c.version, true, TEXT_BYTES_MAX)?;
+    if !c.complete {
+        return Err(RecordError::PartialConfig {
+            reason: "the snapshot is not marked complete (config.complete = false)".to_string(),
+        });
+    }
+    if c.entries.is_empty() {
+        return Err(RecordError::PartialConfig {
+            reason: "the snapshot has no entries".to_string(),
+        });
+    }
+    items("config.entries", c.entries.len(), CONFIG_ENTRIES_MAX)?;
+    for (i, e) in c.entries.iter().enumerate() {
+        let f = |name: &str| format!("config.entries[{i}].{name}");
+        text(&f("key"), &e.key, true, TEXT_BYTES_MAX)?;
+        if !e.error.is_empty() {
+            return Err(RecordError::PartialConfig {
+                reason: format!("entry {:?} could not be collected: {}", e.key, e.error),
+            });
+        }
+        text(&f("source"), &e.source, true, 64)?;
+        digest(&f("digest"), &e.digest, true)?;
+        text(&f("value"), &e.value, false, CONFIG_VALUE_BYTES_MAX)?;
+        if e.redacted {
+            if !e.value.is_empty() {
+                return Err(invalid(
+                    &f("value"),
+                    "a redacted entry must not carry its value",
+                ));
+            }
+            if !e.digest.starts_with("hmac-sha256:") {
+                return Err(invalid(
+                    &f("digest"),
+                    "a redacted entry needs an hmac-sha256 digest",
+                ));
+            }
+        } else if e.digest.starts_with("hmac-sha256:") {
+            return Err(invalid(
+                &f("redacted"),
+                "an hmac-sha256 digest marks a redacted entry; set redacted",
+            ));
+        }
+        if i > 0 && c.entries[i - 1].key >= e.key {
+            return Err(invalid(
+                &f("key"),
+                "entries must be sorted by key with no duplicates",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_environment(e: &pb::EnvironmentState) -> Result<(), RecordError> {
+    text("environment.os", &e.os, true, TEXT_BYTES_MAX)?;
+    text("environment.kernel", &e.kernel, false, TEXT_BYTES_MAX)?;
+    text("environment.arch", &e.arch, true, TEXT_BYTES_MAX)?;
+    digest("environment.container_image", &e.container_image, false)?;
+    text("environment.hostname", &e.hostname, false, TEXT_BYTES_MAX)?;
+    items("environment.runtimes", e.runtimes.len(), LIST_ITEMS_MAX)?;
+    for (i, r) in e.runtimes.iter().enumerate() {
+        text(
+            &format!("environment.runtimes[{i}].name"),
+            &r.name,
+            true,
+            TEXT_BYTES_MAX,
+        )?;
+        text(
+            &format!("environment.runtimes[{i}].version"),
+            &r.version,
+            false,
+            TEXT_BYTES_MAX,
+        )?;
+    }
+    items(
+        "environment.feature_flags",
+        e.feature_flags.len(),
+        LIST_ITEMS_MAX,
+    )?;
+    for (i, f) in e.feature_flags.iter().enumerate() {
+        let field = format!("environment.feature_flags[{i}].name");
+        text(&field, &f.name, true, TEXT_BYTES_MAX)?;
+        text(
+            &format!("environment.feature_flags[{i}].value"),
+            &f.value,
+            false,
+            TEXT_BYTES_MAX,
+        )?;
+        if i > 0 && e.feature_flags[i - 1].name >= f.name {
+            return Err(invalid(
+                &field,
+                "flags must be sorted by name with no duplicates",
+            ));
+        }
+    }
+    if let Some(t) = &e.time_source {
+        text(
+            "environment.time_source.kind",
+            &t.kind,
+            true,
+            TEXT_BYTES_MAX,
+        )?;
+    }
+    Ok(())
+}
+
+fn validate_mutation(m: &pb::Mutation) -> Result<(), RecordError> {
+    text("mutation.kind", &m.kind, true, TEXT_BYTES_MAX)?;
+    text("mutation.id", &m.id, true, TEXT_BYTES_MAX)?;
+    text("mutation.source", &m.source, true, TEXT_BYTES_MAX)?;
+    if m.sequence == 0 {
+        return Err(RecordError::MissingField {
+            field: "mutation.sequence".to_string(),
+        });
+    }
+    text("mutation.origin", &m.origin, false, TEXT_BYTES_MAX)?;
+    digest("mutation.payload_digest", &m.payload_digest, false)?;
+    match &m.external_ref {
+        Some(pb::mutation::ExternalRef::Kafka(k)) => {
+            text("mutation.kafka.topic", &k.topic, true, TEXT_BYTES_MAX)?
+        }
+        Some(pb::mutation::ExternalRef::DbTx(d)) => {
+            text("mutation.db_tx.database", &d.database, true, TEXT_BYTES_MAX)?;
+            text("mutation.db_tx.tx_id", &d.tx_id, true, TEXT_BYTES_MAX)?;
+        }
+        Some(pb::mutation::ExternalRef::OtherRef(o)) => {
+            text("mutation.other_ref", o, true, TEXT_BYTES_MAX)?
+        }
+        None => {}
+    }
+    items("mutation.captures", m.captures.len(), LIST_ITEMS_MAX)?;
+    for (i, c) in m.captures.iter().enumerate() {
+        text(&format!("mutation.captures[{i}]"), c, true, TEXT_BYTES_MAX)?;
+    }
+    Ok(())
+}
+
+fn validate_nondeterminism(n: &pb::Nondeterminism) -> Result<(), RecordError> {
+    use pb::nondeterminism::Capture;
+    text(
+        "nondeterminism.capture_id",
+        &n.capture_id,
+        true,
+        TEXT_BYTES_MAX,
+    )?;
+    match &n.capture {
+        None => Err(RecordError::MissingField {
+            field: "nondeterminism.capture (seed, clock or external_call)".to_string(),
+        }),
+        Some(Capture::Seed(s)) => {
+            text("nondeterminism.seed.name", &s.name, false, TEXT_BYTES_MAX)?;
+            if s.seed.is_empty() {
+                return Err(RecordError::MissingField {
+                    field: "nondeterminism.seed.seed".to_string(),
+                });
+            }
+            bytes_max("nondeterminism.seed.seed", s.seed.len(), SEED_BYTES_MAX)
+        }
+        Some(Capture::Clock(c)) => {
+            text("nondeterminism.clock.clock", &c.clock, true, TEXT_BYTES_MAX)?;
+            if c.unix_nanos == 0 {
+                return Err(RecordError::MissingField {
+                    field: "nondeterminism.clock.unix_nanos".to_string(),
+                });
+            }
+            Ok(())
+        }
+        Some(Capture::ExternalCall(x)) => {
+            text(
+                "nondeterminism.external_call.target",
+                &x.target,
+                true,
+                TEXT_BYTES_MAX,
+            )?;
+            digest(
+                "nondeterminism.external_call.request_digest",
+                &x.request_digest,
+                false,
+            )?;
+            digest(
+                "nondeterminism.external_call.response_digest",
+                &x.response_digest,
+                true,
+            )?;
+            bytes_max(
+                "nondeterminism.external_call.response",
+                x.response.len(),
+                EXTERNAL_RESPONSE_BYTES_MAX,
+            )
+        }
+    }
+}
+
+fn validate_state_digest(s: &pb::StateDigest) -> Result<(), RecordError> {
+    text("state_digest.source", &s.source, true, TEXT_BYTES_MAX)?;
+    digest("state_digest.digest", &s.digest, true)
+}
+
+fn validate_policy(p: &pb::Policy) -> Result<(), RecordError> {
+    use pb::policy::Change;
+    let (name, g) = match &p.change {
+        Some(Change::Grant(g)) => ("policy.grant", g),
+        Some(Change::Revoke(g)) => ("policy.revoke", g),
+        None => {
+            return Err(RecordError::MissingField {
+                field: "policy.change (grant or revoke)".to_string(),
+            })
+        }
+    };
+    if g.writer_key.len() != 32 {
+        return Err(invalid(
+            &format!("{name}.writer_key"),
+            format!(
+                "an ed25519 public key is 32 bytes, found {}",
+                g.writer_key.len()
+            ),
+        ));
+    }
+    text(
+        &format!("{name}.writer_name"),
+        &g.writer_name,
+        false,
+        TEXT_BYTES_MAX,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(body: Body) -> pb::Record {
+        pb::Record {
+            system: "orders-service".into(),
+            scope: "prod/eu-west-1".into(),
+            observed_at_unix_nanos: 1_700_000_000_000_000_000,
+            body: Some(body),
+        }
+    }
+
+    fn sha(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn code() -> pb::Record {
+        base(Body::Code(pb::CodeState {
+            repo: "github.com/acme/orders".into(),
+            commit: "a".repeat(40),
+            artifacts: vec![pb::Artifact {
+                name: "orders".into(),
+                digest: sha('b'),
+            }],
+            ..Default::default()
+        }))
+    }
+
+    fn err_of(r: &pb::Record) -> RecordError {
+        decode_record(&r.encode_to_vec()).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn valid_code_record_round_trips() {
+        let r = code();
+        assert_eq!(decode_record(&r.encode_to_vec()), Ok(r));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut r = code();
+        r.system.clear();
+        assert_eq!(err_of(&r).to_string(), "field system is required");
+
+        let mut r = code();
+        r.system = "orders service".into();
+        assert!(err_of(&r)
+            .to_string()
+            .starts_with("field system is invalid"));
+
+        let mut r = code();
+        r.body = None;
+        assert_eq!(err_of(&r), RecordError::MissingBody);
+
+        let mut r = code();
+        if let Some(Body::Code(c)) = &mut r.body {
+            c.artifacts[0].digest = "sha256:xyz".into();
+        }
+        assert!(err_of(&r)
+            .to_string()
+            .starts_with("field code.artifacts[0].digest is invalid"));
+
+        let mut r = code();
+        r.scope = "x".repeat(SCOPE_BYTES_MAX + 1);
+        assert_eq!(
+            err_of(&r),
+            RecordError::FieldTooLong {
+                field: "scope".into(),
+                len: SCOPE_BYTES_MAX + 1,
+                max: SCOPE_BYTES_MAX
+            }
+        );
+    }
+
+    #[test]
+    fn partial_config_is_rejected() {
+        let entry = |key: &str, error: &str| pb::ConfigEntry {
+            key: key.into(),
+            source: "file".into(),
+            digest: sha('c'),
+            error: error.into(),
+            ..Default::default()
+        };
+        let good = pb::ConfigSnapshot {
+            version: "v1".into(),
+            complete: true,
+            entries: vec![entry("file:/a", ""), entry("file:/b", "")],
+        };
+        assert!(decode_record(&base(Body::Config(good.clone())).encode_to_vec()).is_ok());
+
+        let mut incomplete = good.clone();
+        incomplete.complete = false;
+        assert!(matches!(
+            err_of(&base(Body::Config(incomplete))),
+            RecordError::PartialConfig { .. }
+        ));
+
+        let mut unreadable = good.clone();
+        unreadable.entries[1] = entry("file:/b", "permission denied");
+        assert_eq!(
+            err_of(&base(Body::Config(unreadable))).to_string(),
+            "partial config is rejected: entry \"file:/b\" could not be collected: permission denied"
+        );
+
+        let mut unsorted = good;
+        unsorted.entries.swap(0, 1);
+        assert!(err_of(&base(Body::Config(unsorted)))
+            .to_string()
+            .contains("sorted"));
+    }
+
+    #[test]
+    fn unknown_body_and_non_canonical_bytes_are_rejected() {
+        let mut bytes = code().encode_to_vec();
+        // Field 17, wire type 0, value 1: a body from the future.
+        bytes.extend_from_slice(&[0x88, 0x01, 0x01]);
+        assert_eq!(
+            decode_record(&bytes),
+            Err(RecordError::UnknownField { number: 17 })
+        );
+
+        // The same fields in a different order decode to the same record but are not canonical.
+        let r = code();
+        let mut reordered = pb::Record {
+            system: r.system.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let rest = pb::Record {
+            system: String::new(),
+            ..r
+        }
+        .encode_to_vec();
+        reordered = [rest, reordered].concat();
+        assert_eq!(decode_record(&reordered), Err(RecordError::NonCanonical));
+
+        assert!(matches!(
+            decode_record(&[0x0a, 0x05, b'a']),
+            Err(RecordError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_record(&vec![0u8; RECORD_BYTES_MAX + 1]),
+            Err(RecordError::TooLarge { .. })
+        ));
+    }
+}
