@@ -9,10 +9,14 @@
 //! offline lives here.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
+pub mod documents;
 pub mod hash;
 pub mod heads;
 pub mod leaf;
 pub mod ledger_time;
 pub mod limits;
 pub mod merkle;
+pub mod note;
 pub mod record;
+pub mod trust;

@@ -1,0 +1,121 @@
+//! `stateledger verify`: offline verification of proof documents against a trust policy.
+//!
+//! Exit status: 0 verified; 1 the document does not verify (the reason names the check);
+//! 2 the command could not run (unreadable file, invalid trust policy).
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use stateledger_core::documents::{Document, Verified};
+use stateledger_core::record::Dimension;
+use stateledger_core::trust::TrustPolicy;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Trust policy JSON: origin, trusted node keys and threshold.
+    #[arg(long)]
+    trust: PathBuf,
+    /// Print a JSON verdict instead of a line of text.
+    #[arg(long)]
+    json: bool,
+    /// The document: a receipt, consistency proof or state proof (JSON), or a checkpoint note.
+    /// "-" reads standard input.
+    file: PathBuf,
+}
+
+fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy_bytes = read_input(&args.trust)?;
+    let policy = TrustPolicy::from_json(&policy_bytes)
+        .with_context(|| format!("invalid trust policy {}", args.trust.display()))?;
+    let bytes = read_input(&args.file)?;
+    let outcome = Document::parse(&bytes).and_then(|d| d.verify(&policy));
+    match outcome {
+        Ok(verified) => {
+            let (kind, summary) = describe(&verified, &policy);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "kind": kind, "summary": summary})
+                );
+            } else {
+                println!("OK {kind}: {summary}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "check": e.check(), "error": e.to_string()})
+                );
+            } else {
+                println!("FAILED {}: {e}", e.check());
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn signed_by(signers: &[String], policy: &TrustPolicy) -> String {
+    format!(
+        "signed by {} ({} of {} trusted keys, threshold {})",
+        signers.join(", "),
+        signers.len(),
+        policy.verifiers.len(),
+        policy.threshold
+    )
+}
+
+fn describe(v: &Verified, policy: &TrustPolicy) -> (&'static str, String) {
+    match v {
+        Verified::Receipt(r) => {
+            let body = r.record.body.as_ref().map_or("none", |b| Dimension::of(b).name());
+            let cp = &r.checkpoint.checkpoint;
+            (
+                "receipt",
+                format!(
+                    "leaf {} ({} record of system {:?}, ledger time {}) is in the log of size {} with root {}, {}",
+                    r.leaf.index,
+                    body,
+                    r.record.system,
+                    r.leaf.ledger_time,
+                    cp.size,
+                    cp.root,
+                    signed_by(&r.checkpoint.signers, policy)
+                ),
+            )
+        }
+        Verified::Consistency(c) => (
+            "consistency_proof",
+            format!(
+                "the log of size {} (root {}) is a prefix of the log of size {} (root {}); both checkpoints met the threshold",
+                c.old.checkpoint.size, c.old.checkpoint.root, c.new.checkpoint.size, c.new.checkpoint.root
+            ),
+        ),
+        Verified::Checkpoint(c) => (
+            "checkpoint",
+            format!(
+                "{} size {} root {} time {}, {}",
+                c.checkpoint.origin,
+                c.checkpoint.size,
+                c.checkpoint.root,
+                c.checkpoint.time,
+                signed_by(&c.signers, policy)
+            ),
+        ),
+    }
+}
