@@ -14,20 +14,24 @@ pub(crate) fn split_point(n: u64) -> u64 {
 /// power of two `>= end - start` — which holds for every range the RFC recursion visits.
 pub(crate) fn range_hash<S: NodeStore>(store: &S, start: u64, end: u64) -> Result<Hash, S::Error> {
     debug_assert!(start < end);
-    // Perfect chunks left to right: the largest power of two that fits, repeatedly.
-    let mut chunks: [Hash; 64] = [Hash::ZERO; 64];
-    let mut count = 0;
-    let mut pos = start;
-    while pos < end {
-        let len = end - pos;
-        let level = 63 - len.leading_zeros() as u8;
-        chunks[count] = store.node(NodeId::new(level, pos >> level))?;
-        count += 1;
-        pos += 1u64 << level;
+    // The range splits into perfect chunks, one per set bit of its length, largest on the left.
+    // Fold them from the right (smallest first) without collecting them.
+    let len = end - start;
+    let mut chunk_end = end;
+    let mut acc: Option<Hash> = None;
+    let mut bits = len;
+    while bits != 0 {
+        let level = bits.trailing_zeros() as u8;
+        bits &= bits - 1;
+        let chunk_start = chunk_end - (1u64 << level);
+        let node = store.node(NodeId::new(level, chunk_start >> level))?;
+        acc = Some(match acc {
+            None => node,
+            Some(right) => node_hash(&node, &right),
+        });
+        chunk_end = chunk_start;
     }
-    let mut acc = chunks[count - 1];
-    for left in chunks[..count - 1].iter().rev() {
-        acc = node_hash(left, &acc);
-    }
-    Ok(acc)
+    debug_assert_eq!(chunk_end, start);
+    // len >= 1, so the loop ran at least once.
+    Ok(acc.unwrap_or(Hash::ZERO))
 }
