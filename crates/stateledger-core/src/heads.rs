@@ -168,6 +168,17 @@ impl HeadMap {
 
     /// Sets a system's head, invalidating the cached interior nodes on its path.
     pub fn insert(&mut self, key: SystemKey, head: Head) {
+        self.invalidate_path(&key);
+        self.entries.insert(key.0 .0, head);
+    }
+
+    /// Removes a system (used to undo a trial insert).
+    pub fn remove(&mut self, key: &SystemKey) {
+        self.invalidate_path(key);
+        self.entries.remove(&key.0 .0);
+    }
+
+    fn invalidate_path(&mut self, key: &SystemKey) {
         let k = key.0 .0;
         let below = self
             .entries
@@ -187,7 +198,6 @@ impl HeadMap {
                 self.cache.remove(&(depth as u16, prefix_of(&k, depth)));
             }
         }
-        self.entries.insert(k, head);
     }
 
     /// The map's root hash (the zero hash for an empty map).
@@ -343,6 +353,13 @@ mod tests {
             }
         }
         assert_eq!(map.root(), reference_root(&plain));
+        // Trial insert and removal leave the root as it was.
+        let before = map.root();
+        let extra = SystemKey::of("extra");
+        map.insert(extra, head(1));
+        assert_ne!(map.root(), before);
+        map.remove(&extra);
+        assert_eq!(map.root(), before);
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub use size::{LeafIndex, TreeSize};
 
 use crate::hash::{node_hash, Hash};
 
+/// The root of the first `size` leaves of a log, from its stored perfect subtrees in O(log n).
+pub fn root_from_store<S: NodeStore>(store: &S, size: TreeSize) -> Result<Hash, S::Error> {
+    if size.0 == 0 {
+        return Ok(Hash::empty_tree());
+    }
+    range::range_hash(store, 0, size.0)
+}
+
 /// Most hashes any proof may hold: a tree of at most 2^64 leaves has proofs of at most 64 + 1.
 pub const PROOF_HASHES_MAX: usize = 65;
 

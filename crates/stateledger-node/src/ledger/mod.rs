@@ -1,0 +1,10 @@
+//! The ledger state machine and its snapshots.
+
+pub mod keys;
+pub mod meta;
+pub mod snapshot;
+pub mod state;
+pub mod state_machine;
+
+pub use state::{Ledger, Progress, ReadError, SystemHistory};
+pub use state_machine::LedgerStateMachine;

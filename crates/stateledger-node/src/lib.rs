@@ -1,0 +1,11 @@
+//! A StateLedger node: the ledger state machine on sled, replicated with openraft over tonic
+//! gRPC with rustls TLS, serving proofs and cosigning checkpoints.
+//!
+//! Architecture invariant: every effect on the outside world goes through a seam — storage
+//! ([`store::Kv`]), time ([`clock::Clock`]), the Raft runtime ([`raft::Runtime`]) and the network
+//! (tonic, which madsim replaces) — so the same code runs under the deterministic simulation.
+#![forbid(unsafe_code)]
+
+pub mod ledger;
+pub mod raft;
+pub mod store;

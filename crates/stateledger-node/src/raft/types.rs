@@ -1,0 +1,132 @@
+//! openraft type configuration: what the Raft log carries and what applying it returns.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::snapshot::LedgerSnapshot;
+
+/// The async runtime openraft runs on: tokio for real, madsim in the simulation.
+#[cfg(not(madsim))]
+pub type Runtime = openraft::TokioRuntime;
+#[cfg(madsim)]
+pub type Runtime = crate::raft::runtime::MadsimRuntime;
+
+openraft::declare_raft_types!(
+    /// StateLedger's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = LedgerSnapshot,
+        AsyncRuntime = Runtime,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+pub type Membership = openraft::Membership<NodeId, NodeInfo>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A cluster member as Raft's membership records it. The checkpoint key is part of the
+/// replicated membership so every node knows, deterministically, whose signatures count.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// host:port of the cluster (mutual TLS) listener.
+    pub raft_addr: String,
+    /// host:port of the public (server TLS) listener.
+    pub public_addr: String,
+    /// C2SP verifier key text of the node's checkpoint signing key.
+    pub checkpoint_key: String,
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.raft_addr)
+    }
+}
+
+/// A record as it travels through the Raft log: the submitted bytes, untouched.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedRecord {
+    pub record: Vec<u8>,
+    pub writer_key: [u8; 32],
+    pub signature: Vec<u8>,
+}
+
+impl fmt::Debug for SubmittedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubmittedRecord({} bytes)", self.record.len())
+    }
+}
+
+/// What the leader proposes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Fixes the log's origin and the admin keys allowed to sign policy records. Only the first
+    /// genesis takes effect.
+    Genesis {
+        origin: String,
+        admin_keys: Vec<[u8; 32]>,
+    },
+    /// Appends records (checked by the leader: valid, signed) at the leader's proposed time. With
+    /// no records it only advances the ledger clock (a tick).
+    Append {
+        records: Vec<SubmittedRecord>,
+        proposed_time: u64,
+    },
+    /// Makes a quorum-cosigned checkpoint known to every node.
+    PublishCheckpoint { note: String },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Genesis { origin, .. } => write!(f, "genesis({origin})"),
+            Command::Append {
+                records,
+                proposed_time,
+            } => {
+                write!(f, "append({} records @{proposed_time})", records.len())
+            }
+            Command::PublishCheckpoint { .. } => write!(f, "publish-checkpoint"),
+        }
+    }
+}
+
+/// What happened to one submitted record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    Appended {
+        index: u64,
+        time: u64,
+        leaf_hash: [u8; 32],
+    },
+    /// The same record bytes are already in the ledger at `index`.
+    Duplicate { index: u64 },
+    /// The writer holds no grant for the system (or is not an admin, for policy records).
+    Unauthorized { reason: String },
+    /// The record is invalid (never expected: the leader checks before proposing).
+    Invalid { reason: String },
+}
+
+/// The state machine's answer to a command.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    #[default]
+    None,
+    Appended(Vec<AppendOutcome>),
+    Published {
+        size: u64,
+    },
+    Refused {
+        reason: String,
+    },
+}

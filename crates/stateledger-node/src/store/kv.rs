@@ -1,0 +1,85 @@
+//! The storage seam: a few ordered key-value trees with atomic batches and an explicit `sync`.
+//!
+//! Production uses sled ([`super::sled_kv::SledKv`]); the simulation and unit tests use
+//! [`super::mem_kv::MemKv`], which keeps synced and unsynced writes apart and can lose the
+//! unsynced part on a simulated crash. Everything above this trait is shared.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// The trees a node keeps. Each is an ordered map of byte keys to byte values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tree {
+    /// Raft vote, committed and purged log ids.
+    Raft,
+    /// Raft log entries by index.
+    Log,
+    /// The ledger state machine: leaves, tree nodes, indexes, checkpoints, metadata.
+    Ledger,
+    /// Leaves of a snapshot being received, before it is installed.
+    Staging,
+}
+
+impl Tree {
+    pub const ALL: [Tree; 4] = [Tree::Raft, Tree::Log, Tree::Ledger, Tree::Staging];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Raft => "raft",
+            Tree::Log => "log",
+            Tree::Ledger => "ledger",
+            Tree::Staging => "staging",
+        }
+    }
+}
+
+/// One write: `Some(value)` inserts, `None` removes.
+pub type KvBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// A failure of the underlying storage.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("storage {op} failed: {reason}")]
+pub struct KvError {
+    pub op: &'static str,
+    pub reason: String,
+}
+
+impl KvError {
+    pub fn new(op: &'static str, reason: impl ToString) -> KvError {
+        KvError {
+            op,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub type SyncFuture<'a> = Pin<Box<dyn Future<Output = Result<(), KvError>> + Send + 'a>>;
+
+/// Ordered key-value storage.
+///
+/// Contract: `write` applies a batch atomically to one tree and makes it visible to reads at once;
+/// it is durable only after a later `sync` returns `Ok`. A crash may lose unsynced writes, whole
+/// batches at a time, but never reorders them.
+pub trait Kv: Send + Sync + 'static {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// Entries with `start <= key < end`, ascending, at most `limit`.
+    fn scan(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    /// The entry with the greatest key in `start <= key < end`.
+    fn last(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError>;
+    fn write(&self, tree: Tree, batch: KvBatch) -> Result<(), KvError>;
+    /// Removes every entry of a tree (not necessarily atomic with other writes).
+    fn clear(&self, tree: Tree) -> Result<(), KvError>;
+    /// Makes every write so far durable.
+    fn sync(&self) -> SyncFuture<'_>;
+}

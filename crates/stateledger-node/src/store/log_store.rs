@@ -1,0 +1,249 @@
+//! The Raft log on the storage seam.
+//!
+//! Contract (openraft `RaftLogStorage`): entries are readable when `append` returns, and the
+//! callback fires only once they are durable. Appends hand their callbacks to one syncer task,
+//! which syncs once for everything queued — group fsync — so concurrent appends share one fsync.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
+use tokio::sync::mpsc;
+
+use super::{Batch, Store, StoreError, Tree};
+use crate::raft::codec;
+use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const PURGED_KEY: &[u8] = b"purged";
+
+fn io_error<E: std::error::Error + 'static>(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: &E,
+) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::new(e)),
+    }
+}
+
+pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_error(ErrorSubject::Logs, ErrorVerb::Read, &e)
+}
+
+pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_error(ErrorSubject::Logs, ErrorVerb::Write, &e)
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// The Raft log and vote.
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+    syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogStore")
+    }
+}
+
+impl LogStore {
+    /// Creates the log store and starts its syncer task.
+    pub fn new(store: Store) -> LogStore {
+        let (tx, mut rx) = mpsc::unbounded_channel::<LogFlushed<TypeConfig>>();
+        let sync_store = store.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiting = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    waiting.push(more);
+                }
+                let result = sync_store
+                    .sync()
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                for callback in waiting {
+                    callback.log_io_completed(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| std::io::Error::other(e.to_string())),
+                    );
+                }
+            }
+        });
+        LogStore { store, syncer: tx }
+    }
+
+    fn read_raft<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StorageError> {
+        match self.store.get(Tree::Raft, key).map_err(read_err)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(what, &bytes).map(Some).map_err(read_err),
+        }
+    }
+
+    fn write_raft<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let mut b = Batch::new(Tree::Raft);
+        b.put(
+            key.to_vec(),
+            &codec::encode(what, value).map_err(write_err)?,
+        );
+        self.store.write(b).map_err(write_err)
+    }
+
+    fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Entry, StorageError> {
+        codec::decode::<Entry>("log entry", bytes)
+            .map_err(|e| read_err(StoreError::corrupt(Tree::Log, key, e)))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
+            .scan(Tree::Log, &index_key(start), &index_key(end), usize::MAX)
+            .map_err(read_err)?;
+        rows.iter()
+            .map(|(k, v)| LogStore::decode_entry(k, v))
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_raft(PURGED_KEY, "purged log id")?;
+        let last = self
+            .store
+            .last(Tree::Log, &index_key(0), &index_key(u64::MAX))
+            .map_err(read_err)?;
+        let last_log_id = match last {
+            Some((k, v)) => Some(LogStore::decode_entry(&k, &v)?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.write_raft(VOTE_KEY, "vote", vote)?;
+        self.store
+            .sync()
+            .await
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, &e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_raft(VOTE_KEY, "vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.write_raft(COMMITTED_KEY, "committed log id", &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .read_raft::<Option<LogId>>(COMMITTED_KEY, "committed log id")?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut b = Batch::new(Tree::Log);
+        for entry in entries {
+            b.put(
+                index_key(entry.log_id.index).to_vec(),
+                &codec::encode("log entry", &entry).map_err(write_err)?,
+            );
+        }
+        self.store.write(b).map_err(write_err)?;
+        if let Err(mpsc::error::SendError(callback)) = self.syncer.send(callback) {
+            // The syncer only stops when the runtime shuts down; report instead of hanging.
+            callback.log_io_completed(Err(std::io::Error::other("log syncer stopped")));
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let rows = self
+            .store
+            .kv()
+            .scan(
+                Tree::Log,
+                &index_key(log_id.index),
+                &index_key(u64::MAX),
+                usize::MAX,
+            )
+            .map_err(write_err)?;
+        let mut b = Batch::new(Tree::Log);
+        for (k, _) in rows {
+            b.remove(k);
+        }
+        self.store.write(b).map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.write_raft(PURGED_KEY, "purged log id", &log_id)?;
+        let rows = self
+            .store
+            .kv()
+            .scan(
+                Tree::Log,
+                &index_key(0),
+                &index_key(log_id.index.saturating_add(1)),
+                usize::MAX,
+            )
+            .map_err(write_err)?;
+        let mut b = Batch::new(Tree::Log);
+        for (k, _) in rows {
+            b.remove(k);
+        }
+        self.store.write(b).map_err(write_err)
+    }
+}

@@ -1,0 +1,46 @@
+//! openraft's storage conformance suite against the log store and ledger state machine, on both
+//! storage implementations.
+#![cfg(not(madsim))]
+
+use std::sync::Arc;
+
+use openraft::testing::{StoreBuilder, Suite};
+use stateledger_node::ledger::{Ledger, LedgerStateMachine};
+use stateledger_node::raft::{StorageError, TypeConfig};
+use stateledger_node::store::log_store::LogStore;
+use stateledger_node::store::sled_kv::SledKv;
+use stateledger_node::store::{MemKv, Store};
+
+struct MemBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, ()> for MemBuilder {
+    async fn build(&self) -> Result<((), LogStore, LedgerStateMachine), StorageError> {
+        let store = Store::new(Arc::new(MemKv::new()));
+        let ledger = Ledger::open(store.clone(), true).expect("empty store opens");
+        Ok(((), LogStore::new(store), LedgerStateMachine::new(ledger)))
+    }
+}
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, tempfile::TempDir> for SledBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, LedgerStateMachine), StorageError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kv = SledKv::open(dir.path()).expect("sled opens");
+        let store = Store::new(Arc::new(kv));
+        let ledger = Ledger::open(store.clone(), true).expect("empty store opens");
+        Ok((dir, LogStore::new(store), LedgerStateMachine::new(ledger)))
+    }
+}
+
+#[test]
+fn memory_store_passes_openraft_suite() -> Result<(), StorageError> {
+    Suite::test_all(MemBuilder)
+}
+
+#[test]
+fn sled_store_passes_openraft_suite() -> Result<(), StorageError> {
+    Suite::test_all(SledBuilder)
+}
