@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use stateledger_core::documents::{Document, Verified};
+use stateledger_core::limits::DOCUMENT_BYTES_MAX;
 use stateledger_core::record::Dimension;
 use stateledger_core::trust::TrustPolicy;
 
@@ -25,16 +26,22 @@ pub struct Args {
     file: PathBuf,
 }
 
+/// Reads a file, or standard input for "-", up to one byte past the document limit: enough for
+/// the parser to refuse an oversize document by name without holding an unbounded input.
 fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    let limit = DOCUMENT_BYTES_MAX as u64 + 1;
+    let mut buf = Vec::new();
     if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
         std::io::stdin()
+            .take(limit)
             .read_to_end(&mut buf)
             .context("cannot read standard input")?;
-        Ok(buf)
     } else {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut buf))
+            .with_context(|| format!("cannot read {}", path.display()))?;
     }
+    Ok(buf)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

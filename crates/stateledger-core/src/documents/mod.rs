@@ -95,6 +95,13 @@ impl Document {
             });
         }
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_none() {
+            return Err(VerifyError::Document {
+                reason: "it is empty; expected a receipt or consistency proof (JSON) or a \
+                         checkpoint note"
+                    .to_string(),
+            });
+        }
         if first != Some(&b'{') {
             let text = std::str::from_utf8(bytes).map_err(|_| VerifyError::Document {
                 reason: "neither a JSON document nor a UTF-8 checkpoint note".to_string(),

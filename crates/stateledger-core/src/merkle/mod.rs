@@ -37,7 +37,8 @@ pub const PROOF_HASHES_MAX: usize = 65;
 pub enum ProofError {
     #[error("leaf index {index} is outside a tree of size {tree_size}")]
     IndexOutOfRange { index: u64, tree_size: u64 },
-    #[error("proof has {found} hashes, expected {expected} for this index and tree size")]
+    // Shared by inclusion and consistency proofs (the caller says which), so it names no index.
+    #[error("proof has {found} hashes, expected {expected}")]
     WrongProofLength { expected: usize, found: usize },
     #[error("calculated root {calculated} does not match expected root {expected}")]
     RootMismatch { expected: Hash, calculated: Hash },
@@ -52,7 +53,9 @@ pub enum ProofError {
 /// Precondition: `index < size`.
 pub(crate) fn decompose_inclusion(index: u64, size: u64) -> (usize, usize) {
     let inner = 64 - (index ^ (size - 1)).leading_zeros() as usize;
-    let border = (index >> inner).count_ones() as usize;
+    // In a tree of more than 2^63 leaves a path can have 64 inner levels, and `index >> 64`
+    // overflows (a panic in debug builds, a wrong length in release): no bits are left then.
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     (inner, border)
 }
 

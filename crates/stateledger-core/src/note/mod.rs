@@ -54,6 +54,8 @@ pub enum NoteError {
     EmptyText,
     #[error("note has no signature lines")]
     NoSignatures,
+    #[error("note ends with a blank line after its signature lines; nothing may follow the newline of the last signature line")]
+    TrailingBlankLine,
     #[error("note has {count} signature lines, more than the limit of {max}")]
     TooManySignatures { count: usize, max: usize },
     #[error("note signature line {line} is malformed: {reason}")]
@@ -82,6 +84,16 @@ impl Note {
         }
         let sigs = &s[split + 2..];
         if sigs.is_empty() {
+            // "text\n\n— a sig\n\n": the last blank line is a trailing one, not the separator,
+            // and "no signature lines" would send the reader looking for the wrong fault.
+            let signed_block = text[..text.len() - 1]
+                .rsplit_once("\n\n")
+                .map(|(_, block)| block);
+            if signed_block
+                .is_some_and(|b| !b.is_empty() && b.lines().all(|l| l.starts_with(SIG_PREFIX)))
+            {
+                return Err(NoteError::TrailingBlankLine);
+            }
             return Err(NoteError::NoSignatures);
         }
         let bad = |line: usize, reason: &str| NoteError::SignatureLine {
@@ -233,6 +245,12 @@ mod tests {
     fn malformed_notes() {
         assert_eq!(Note::parse(b"x\n"), Err(NoteError::NoSeparator));
         assert_eq!(Note::parse(b"x\n\n"), Err(NoteError::NoSignatures));
+        let signed = Note::sign("x\n", &[&signer("a", 1)]).to_text();
+        assert_eq!(
+            Note::parse(format!("{signed}\n").as_bytes()),
+            Err(NoteError::TrailingBlankLine)
+        );
+        assert_eq!(Note::parse(b"x\n\ny\n\n"), Err(NoteError::NoSignatures));
         assert_eq!(Note::parse(b"x\r\n\n"), Err(NoteError::ControlCharacter));
         assert_eq!(Note::parse(&[0xff, b'\n', b'\n']), Err(NoteError::NotUtf8));
         assert!(matches!(
