@@ -6,6 +6,15 @@
 //! (tonic, which madsim replaces) — so the same code runs under the deterministic simulation.
 #![forbid(unsafe_code)]
 
+pub mod batcher;
+pub mod checkpointer;
+pub mod clock;
+pub mod config;
+#[cfg(not(madsim))]
+pub mod dev;
+pub mod grpc;
 pub mod ledger;
+pub mod node;
 pub mod raft;
 pub mod store;
+pub mod tls;

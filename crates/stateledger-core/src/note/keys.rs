@@ -106,7 +106,7 @@ impl NoteVerifier {
     /// Parses `<name>+<id>+<base64>`, checking the id matches.
     pub fn parse(text: &str) -> Result<NoteVerifier, KeyError> {
         let text = text.trim();
-        let mut parts = text.split('+');
+        let mut parts = text.splitn(3, '+');
         let (Some(name), Some(id), Some(material), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -178,7 +178,7 @@ impl NoteSigner {
         let rest = text
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(KeyError::Form { expected: FORM })?;
-        let mut parts = rest.split('+');
+        let mut parts = rest.splitn(3, '+');
         let (Some(name), Some(id), Some(material), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -253,6 +253,23 @@ mod tests {
             NoteSigner::new("bad name", SigningKey::from_bytes(&[1; 32])),
             Err(KeyError::Name { .. })
         ));
+    }
+
+    #[test]
+    fn keys_whose_base64_contains_plus_parse() {
+        // Base64 uses '+': only the first two '+' separate name, id and key material.
+        let found = (0u8..=255)
+            .map(|i| NoteSigner::from_seed("k", &[i; 32]).expect("valid"))
+            .find(|s| s.to_text().matches('+').count() > 4)
+            .expect("some seed gives a '+' in the base64");
+        assert_eq!(
+            NoteSigner::parse(&found.to_text()).expect("parses").key_id,
+            found.key_id
+        );
+        assert_eq!(
+            NoteVerifier::parse(&found.verifier().to_text()).expect("parses"),
+            found.verifier()
+        );
     }
 
     #[test]

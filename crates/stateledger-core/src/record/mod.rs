@@ -6,8 +6,9 @@ pub mod signed;
 pub mod validate;
 
 pub use signed::{
-    parse_writer_key, record_signing_message, sign_record, verify_record_signature, CheckedRecord,
-    SignatureError, SignedRecordError, WriterKey, RECORD_SIGNATURE_DOMAIN,
+    parse_writer_key, record_signing_message, sign_record, verify_record_signature,
+    verify_record_signatures, CheckedRecord, SignatureError, SignedRecordError, WriterKey,
+    RECORD_SIGNATURE_DOMAIN,
 };
 pub use stateledger_proto::v1::{self as pb, record::Body};
 pub use validate::{decode_record, Dimension, RecordError};

@@ -64,8 +64,13 @@ pub fn parse_writer_key(bytes: &[u8]) -> Result<VerifyingKey, SignatureError> {
     Ok(key)
 }
 
-/// Verifies a writer signature (strict RFC 8032 verification: no malleable signatures, no
-/// small-order keys).
+/// Verifies a writer signature with the cofactored equation `[8][s]B = [8]R + [8][k]A`
+/// (ZIP 215 semantics; ed25519-dalek's `verify_batch`), rejecting non-canonical `s` and weak
+/// (small-order) writer keys.
+///
+/// Cofactored verification is what a batch verifier computes, so a leader that verifies a batch
+/// of records at once accepts exactly the records this function accepts — the ledger's and an
+/// auditor's verdict on a signature can never differ.
 pub fn verify_record_signature(
     writer_key: &[u8],
     signature: &[u8],
@@ -75,10 +80,33 @@ pub fn verify_record_signature(
     let sig = Signature::from_slice(signature).map_err(|_| SignatureError::SignatureLength {
         len: signature.len(),
     })?;
-    key.verify_strict(&record_signing_message(record_bytes), &sig)
-        .map_err(|_| SignatureError::Invalid {
+    let message = record_signing_message(record_bytes);
+    ed25519_dalek::verify_batch(&[message.as_slice()], &[sig], &[key]).map_err(|_| {
+        SignatureError::Invalid {
             writer_key: WriterKey(key.to_bytes()),
-        })
+        }
+    })
+}
+
+/// Verifies many writer signatures at once with the same semantics as
+/// [`verify_record_signature`]; `Ok` iff every one verifies. On failure, call
+/// [`verify_record_signature`] per record to find which.
+pub fn verify_record_signatures(items: &[(&[u8], &[u8], &[u8])]) -> Result<(), SignatureError> {
+    let mut keys = Vec::with_capacity(items.len());
+    let mut sigs = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    for (key, sig, record) in items {
+        keys.push(parse_writer_key(key)?);
+        sigs.push(
+            Signature::from_slice(sig)
+                .map_err(|_| SignatureError::SignatureLength { len: sig.len() })?,
+        );
+        messages.push(record_signing_message(record));
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| SignatureError::Invalid {
+        writer_key: WriterKey(keys.first().map_or([0; 32], |k| k.to_bytes())),
+    })
 }
 
 /// A signed record whose signature verified and whose record is valid.

@@ -6,5 +6,5 @@ pub mod snapshot;
 pub mod state;
 pub mod state_machine;
 
-pub use state::{Ledger, Progress, ReadError, SystemHistory};
+pub use state::{check_quorum, Ledger, Progress, ReadError, SystemHistory};
 pub use state_machine::LedgerStateMachine;

@@ -6,7 +6,7 @@
 //! replays the rest. Reads take a consistent view under the lock and read immutable data from the
 //! store (leaves and nodes never change once written).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prost::Message as _;
@@ -27,8 +27,8 @@ use super::keys;
 use super::meta::{Genesis, LedgerMeta};
 use crate::raft::codec;
 use crate::raft::{
-    AppendOutcome, Command, CommandResponse, Entry, NodeId as RaftNodeId, StoredMembership,
-    SubmittedRecord,
+    Appended, Command, CommandResponse, Entry, GroupOutcome, NodeId as RaftNodeId, Refusal,
+    StoredMembership, SubmittedRecord,
 };
 use crate::store::{Batch, Store, StoreError, Tree};
 
@@ -199,6 +199,18 @@ impl Ledger {
         self.read().frontier.root()
     }
 
+    /// The root of the first `size` leaves (at most the current size).
+    pub fn root_of_prefix(&self, size: u64) -> Result<Hash, ReadError> {
+        let inner = self.read();
+        if size > inner.meta.size {
+            return Err(ReadError::OutOfRange {
+                index: size,
+                size: inner.meta.size,
+            });
+        }
+        Ok(self.root_at(&inner, size)?)
+    }
+
     // ----- apply -----
 
     /// Applies committed entries in order, writing one atomic batch.
@@ -246,17 +258,17 @@ impl Ledger {
                 Ok(CommandResponse::None)
             }
             Command::Append {
-                records,
+                groups,
                 proposed_time,
             } => {
-                if records.is_empty() {
+                if groups.is_empty() {
                     // A tick: the clock moves without a leaf.
                     inner.meta.clock = inner.meta.clock.max(proposed_time);
                     return Ok(CommandResponse::Appended(Vec::new()));
                 }
-                let mut outcomes = Vec::with_capacity(records.len());
-                for r in records {
-                    outcomes.push(self.append_record(inner, batch, ctx, r, proposed_time)?);
+                let mut outcomes = Vec::with_capacity(groups.len());
+                for group in groups {
+                    outcomes.push(self.append_group(inner, batch, ctx, group, proposed_time)?);
                 }
                 Ok(CommandResponse::Appended(outcomes))
             }
@@ -264,77 +276,51 @@ impl Ledger {
         }
     }
 
-    fn append_record(
+    fn append_group(
         &self,
         inner: &mut Inner,
         batch: &mut Batch,
         ctx: &mut ApplyContext,
-        r: SubmittedRecord,
+        group: Vec<SubmittedRecord>,
         proposed_time: u64,
-    ) -> Result<AppendOutcome, StoreError> {
-        let record = match decode_record(&r.record) {
-            Ok(record) => record,
-            Err(e) => {
-                return Ok(AppendOutcome::Invalid {
-                    reason: e.to_string(),
-                })
-            }
+    ) -> Result<GroupOutcome, StoreError> {
+        let checked = match check_group(&self.store, inner, Some(ctx), &group)? {
+            Ok(checked) => checked,
+            Err(outcome) => return Ok(outcome),
         };
-        let record_hash = *blake3::hash(&r.record).as_bytes();
-        if let Some(index) = ctx.records.get(&record_hash).copied() {
-            return Ok(AppendOutcome::Duplicate { index });
-        }
-        if let Some(v) = self.store.get(Tree::Ledger, &keys::record(&record_hash))? {
-            let index = keys::u64_be(&v).ok_or_else(|| {
-                StoreError::corrupt(
-                    Tree::Ledger,
-                    &keys::record(&record_hash),
-                    "index is not 8 bytes",
-                )
-            })?;
-            return Ok(AppendOutcome::Duplicate { index });
-        }
-        let key = SystemKey::of(&record.system);
-        if let Err(reason) = authorize(inner, &key, &record, &r.writer_key) {
-            return Ok(AppendOutcome::Unauthorized { reason });
-        }
-        if let Some(Body::Policy(p)) = &record.body {
-            apply_policy(inner, batch, &key, p);
-        }
-
-        let index = inner.meta.size;
-        let time =
-            LedgerTime::next_after(LedgerTime(inner.meta.clock), LedgerTime(proposed_time)).0;
-        let previous = inner.heads.get(&key).copied();
-        let mut signature = [0u8; 64];
-        if r.signature.len() != 64 {
-            return Ok(AppendOutcome::Invalid {
-                reason: "signature is not 64 bytes".into(),
+        let mut appended = Vec::with_capacity(group.len());
+        for (r, c) in group.into_iter().zip(checked) {
+            if let Some(Body::Policy(p)) = &c.record.body {
+                apply_policy(inner, batch, &c.key, p);
+            }
+            let index = inner.meta.size;
+            let time =
+                LedgerTime::next_after(LedgerTime(inner.meta.clock), LedgerTime(proposed_time)).0;
+            let previous = inner.heads.get(&c.key).copied();
+            let leaf = Leaf {
+                index: LeafIndex(index),
+                ledger_time: LedgerTime(time),
+                prev: previous.map(|h| h.index),
+                writer_key: WriterKey(r.writer_key),
+                signature: c.signature,
+                record: r.record,
+            };
+            let head = Head {
+                index: LeafIndex(index),
+                count: previous.map_or(1, |h| h.count + 1),
+            };
+            let bytes = leaf.encode();
+            let lh = leaf_hash(&bytes);
+            self.write_leaf(inner, batch, &bytes, lh, &c.key, head, time);
+            batch.put(keys::record(&c.record_hash), &index.to_be_bytes());
+            ctx.records.insert(c.record_hash, index);
+            appended.push(Appended {
+                index,
+                time,
+                leaf_hash: lh.0,
             });
         }
-        signature.copy_from_slice(&r.signature);
-        let leaf = Leaf {
-            index: LeafIndex(index),
-            ledger_time: LedgerTime(time),
-            prev: previous.map(|h| h.index),
-            writer_key: WriterKey(r.writer_key),
-            signature,
-            record: r.record,
-        };
-        let head = Head {
-            index: LeafIndex(index),
-            count: previous.map_or(1, |h| h.count + 1),
-        };
-        let bytes = leaf.encode();
-        let lh = leaf_hash(&bytes);
-        self.write_leaf(inner, batch, &bytes, lh, &key, head, time);
-        batch.put(keys::record(&record_hash), &index.to_be_bytes());
-        ctx.records.insert(record_hash, index);
-        Ok(AppendOutcome::Appended {
-            index,
-            time,
-            leaf_hash: lh.0,
-        })
+        Ok(GroupOutcome::Appended(appended))
     }
 
     /// Adds a leaf to the log and its indexes (shared by apply and snapshot install).
@@ -394,10 +380,16 @@ impl Ledger {
                 cp.origin, genesis.origin
             ));
         }
-        if cp.size.0 <= inner.meta.published_size {
+        let published_time = inner
+            .published_note
+            .as_deref()
+            .and_then(|n| Note::parse(n.as_bytes()).ok())
+            .and_then(|n| Checkpoint::parse(&n.text).ok())
+            .map_or(0, |c| c.time.0);
+        if (cp.size.0, cp.time.0) <= (inner.meta.published_size, published_time) {
             return refuse(format!(
-                "checkpoint size {} is not after the published {}",
-                cp.size, inner.meta.published_size
+                "checkpoint (size {}, time {}) is not after the published one (size {}, time {published_time})",
+                cp.size, cp.time, inner.meta.published_size
             ));
         }
         if cp.size.0 > inner.meta.size {
@@ -682,11 +674,11 @@ impl Ledger {
         }))
     }
 
-    /// Whether a writer may append a record for a system now (the leader's early check; the state
-    /// machine decides again when it applies).
-    pub fn precheck(&self, record: &pb::Record, writer: &[u8; 32]) -> Result<(), String> {
+    /// The leader's early check of a request, with the state machine's rules at the current
+    /// state (the state machine decides again when it applies). `Some` refuses it.
+    pub fn precheck(&self, group: &[SubmittedRecord]) -> Result<Option<GroupOutcome>, StoreError> {
         let inner = self.read();
-        authorize(&inner, &SystemKey::of(&record.system), record, writer)
+        Ok(check_group(&self.store, &inner, None, group)?.err())
     }
 
     /// Whether these record bytes are already in the ledger, and where.
@@ -835,9 +827,112 @@ fn encode_meta(meta: &LedgerMeta) -> Result<Vec<u8>, StoreError> {
     codec::encode("ledger meta", meta).map_err(|e| StoreError::corrupt(Tree::Ledger, keys::META, e))
 }
 
-/// Whether `writer` may append `record` for the system with key `key`.
+/// A record of a group that passed the checks.
+struct CheckedEntry {
+    record: pb::Record,
+    key: SystemKey,
+    record_hash: [u8; 32],
+    signature: [u8; 64],
+}
+
+/// Checks a group against the current state: every record valid, new and authorized (grants
+/// earlier in the group count for later records). `Ok(Err(outcome))` refuses the group.
+fn check_group(
+    store: &Store,
+    inner: &Inner,
+    ctx: Option<&ApplyContext>,
+    group: &[SubmittedRecord],
+) -> Result<Result<Vec<CheckedEntry>, GroupOutcome>, StoreError> {
+    let refuse =
+        |position: usize, refusal: Refusal| Ok(Err(GroupOutcome::Refused { position, refusal }));
+    let mut overlay: HashMap<(SystemKey, [u8; 32]), bool> = HashMap::new();
+    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    let mut existing: Vec<(usize, u64)> = Vec::new();
+    let mut checked = Vec::with_capacity(group.len());
+    for (position, r) in group.iter().enumerate() {
+        let record = match decode_record(&r.record) {
+            Ok(record) => record,
+            Err(e) => {
+                return refuse(
+                    position,
+                    Refusal::Invalid {
+                        reason: e.to_string(),
+                    },
+                )
+            }
+        };
+        let Ok(signature) = <[u8; 64]>::try_from(r.signature.as_slice()) else {
+            return refuse(
+                position,
+                Refusal::Invalid {
+                    reason: "signature is not 64 bytes".into(),
+                },
+            );
+        };
+        let record_hash = *blake3::hash(&r.record).as_bytes();
+        if !seen.insert(record_hash) {
+            return refuse(position, Refusal::Duplicate { index: None });
+        }
+        let earlier = match ctx.and_then(|c| c.records.get(&record_hash).copied()) {
+            Some(i) => Some(i),
+            None => match store.get(Tree::Ledger, &keys::record(&record_hash))? {
+                Some(v) => Some(keys::u64_be(&v).ok_or_else(|| {
+                    StoreError::corrupt(
+                        Tree::Ledger,
+                        &keys::record(&record_hash),
+                        "index is not 8 bytes",
+                    )
+                })?),
+                None => None,
+            },
+        };
+        if let Some(index) = earlier {
+            existing.push((position, index));
+            continue;
+        }
+        let key = SystemKey::of(&record.system);
+        if let Err(reason) = authorize(inner, &overlay, &key, &record, &r.writer_key) {
+            return refuse(position, Refusal::Unauthorized { reason });
+        }
+        if let Some(Body::Policy(p)) = &record.body {
+            if let Some((writer, granted)) = grant_change(p) {
+                overlay.insert((key, writer), granted);
+            }
+        }
+        checked.push(CheckedEntry {
+            record,
+            key,
+            record_hash,
+            signature,
+        });
+    }
+    if let Some((position, index)) = existing.first().copied() {
+        if existing.len() == group.len() {
+            return Ok(Err(GroupOutcome::AllDuplicates(
+                existing.iter().map(|(_, i)| *i).collect(),
+            )));
+        }
+        return refuse(position, Refusal::Duplicate { index: Some(index) });
+    }
+    Ok(Ok(checked))
+}
+
+fn grant_change(policy: &pb::Policy) -> Option<([u8; 32], bool)> {
+    use pb::policy::Change;
+    let (grant, granted) = match &policy.change {
+        Some(Change::Grant(g)) => (g, true),
+        Some(Change::Revoke(g)) => (g, false),
+        None => return None,
+    };
+    let writer = <[u8; 32]>::try_from(grant.writer_key.as_slice()).ok()?;
+    Some((writer, granted))
+}
+
+/// Whether `writer` may append `record` for the system with key `key` (`overlay`: grants made
+/// earlier in the same request).
 fn authorize(
     inner: &Inner,
+    overlay: &HashMap<(SystemKey, [u8; 32]), bool>,
     key: &SystemKey,
     record: &pb::Record,
     writer: &[u8; 32],
@@ -854,7 +949,12 @@ fn authorize(
             hex::encode(writer)
         ));
     }
-    if inner.grants.get(&(*key, *writer)).copied().unwrap_or(false) {
+    let granted = overlay
+        .get(&(*key, *writer))
+        .or_else(|| inner.grants.get(&(*key, *writer)))
+        .copied()
+        .unwrap_or(false);
+    if granted {
         Ok(())
     } else {
         Err(format!(
@@ -866,13 +966,7 @@ fn authorize(
 }
 
 fn apply_policy(inner: &mut Inner, batch: &mut Batch, key: &SystemKey, policy: &pb::Policy) {
-    use pb::policy::Change;
-    let (grant, granted) = match &policy.change {
-        Some(Change::Grant(g)) => (g, true),
-        Some(Change::Revoke(g)) => (g, false),
-        None => return,
-    };
-    let Ok(writer) = <[u8; 32]>::try_from(grant.writer_key.as_slice()) else {
+    let Some((writer, granted)) = grant_change(policy) else {
         return;
     };
     inner.grants.insert((*key, writer), granted);
@@ -881,7 +975,7 @@ fn apply_policy(inner: &mut Inner, batch: &mut Batch, key: &SystemKey, policy: &
 
 /// A checkpoint note is publishable if it carries valid signatures of a majority of the voters in
 /// every configuration of the (possibly joint) membership.
-fn check_quorum(membership: &StoredMembership, note: &Note) -> Result<(), String> {
+pub fn check_quorum(membership: &StoredMembership, note: &Note) -> Result<(), String> {
     let m = membership.membership();
     let verifiers: Vec<(RaftNodeId, NoteVerifier)> = m
         .nodes()

@@ -76,10 +76,11 @@ pub enum Command {
         origin: String,
         admin_keys: Vec<[u8; 32]>,
     },
-    /// Appends records (checked by the leader: valid, signed) at the leader's proposed time. With
-    /// no records it only advances the ledger clock (a tick).
+    /// Appends groups of records (each group is one client request: all or nothing), checked by
+    /// the leader (valid, signed), at the leader's proposed time. With no groups it only advances
+    /// the ledger clock (a tick).
     Append {
-        records: Vec<SubmittedRecord>,
+        groups: Vec<Vec<SubmittedRecord>>,
         proposed_time: u64,
     },
     /// Makes a quorum-cosigned checkpoint known to every node.
@@ -91,30 +92,47 @@ impl fmt::Display for Command {
         match self {
             Command::Genesis { origin, .. } => write!(f, "genesis({origin})"),
             Command::Append {
-                records,
+                groups,
                 proposed_time,
             } => {
-                write!(f, "append({} records @{proposed_time})", records.len())
+                write!(f, "append({} groups @{proposed_time})", groups.len())
             }
             Command::PublishCheckpoint { .. } => write!(f, "publish-checkpoint"),
         }
     }
 }
 
-/// What happened to one submitted record.
+/// One appended record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub index: u64,
+    pub time: u64,
+    pub leaf_hash: [u8; 32],
+}
+
+/// Why a group was refused: the record at `position` and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppendOutcome {
-    Appended {
-        index: u64,
-        time: u64,
-        leaf_hash: [u8; 32],
-    },
-    /// The same record bytes are already in the ledger at `index`.
-    Duplicate { index: u64 },
+pub enum Refusal {
+    /// The same record bytes are already in the ledger at `index` (None: repeated within the
+    /// request itself).
+    Duplicate { index: Option<u64> },
     /// The writer holds no grant for the system (or is not an admin, for policy records).
     Unauthorized { reason: String },
-    /// The record is invalid (never expected: the leader checks before proposing).
+    /// The record is invalid (not expected: the leader checks before proposing).
     Invalid { reason: String },
+}
+
+/// What happened to one group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupOutcome {
+    Appended(Vec<Appended>),
+    /// Every record of the group was already in the ledger (a retried request): their indexes.
+    AllDuplicates(Vec<u64>),
+    /// Nothing of the group was appended.
+    Refused {
+        position: usize,
+        refusal: Refusal,
+    },
 }
 
 /// The state machine's answer to a command.
@@ -122,7 +140,7 @@ pub enum AppendOutcome {
 pub enum CommandResponse {
     #[default]
     None,
-    Appended(Vec<AppendOutcome>),
+    Appended(Vec<GroupOutcome>),
     Published {
         size: u64,
     },

@@ -33,6 +33,9 @@ impl Tree {
     }
 }
 
+/// A key and its value.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
 /// One write: `Some(value)` inserts, `None` removes.
 pub type KvBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
@@ -69,14 +72,9 @@ pub trait Kv: Send + Sync + 'static {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    ) -> Result<Vec<KvPair>, KvError>;
     /// The entry with the greatest key in `start <= key < end`.
-    fn last(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError>;
+    fn last(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<Option<KvPair>, KvError>;
     fn write(&self, tree: Tree, batch: KvBatch) -> Result<(), KvError>;
     /// Removes every entry of a tree (not necessarily atomic with other writes).
     fn clear(&self, tree: Tree) -> Result<(), KvError>;

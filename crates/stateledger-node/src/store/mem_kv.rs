@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Mutex;
 
-use super::kv::{Kv, KvBatch, KvError, SyncFuture, Tree};
+use super::kv::{Kv, KvBatch, KvError, KvPair, SyncFuture, Tree};
 
 type Maps = HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -107,7 +107,7 @@ impl Kv for MemKv {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    ) -> Result<Vec<KvPair>, KvError> {
         let inner = self.lock();
         let Some(map) = inner.current.get(&tree) else {
             return Ok(Vec::new());
@@ -119,12 +119,7 @@ impl Kv for MemKv {
             .collect())
     }
 
-    fn last(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn last(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<Option<KvPair>, KvError> {
         let inner = self.lock();
         Ok(inner.current.get(&tree).and_then(|map| {
             map.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))

@@ -9,7 +9,7 @@ pub mod sled_kv;
 
 use std::sync::Arc;
 
-pub use kv::{Kv, KvBatch, KvError, Tree};
+pub use kv::{Kv, KvBatch, KvError, KvPair, Tree};
 pub use mem_kv::MemKv;
 
 /// Bytes of checksum in front of every stored value.
@@ -151,7 +151,7 @@ impl Store {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KvPair>, StoreError> {
         self.kv
             .scan(tree, start, end, limit)?
             .into_iter()
@@ -162,12 +162,7 @@ impl Store {
             .collect()
     }
 
-    pub fn last(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn last(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<Option<KvPair>, StoreError> {
         match self.kv.last(tree, start, end)? {
             None => Ok(None),
             Some((k, v)) => {

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::kv::{Kv, KvBatch, KvError, SyncFuture, Tree};
+use super::kv::{Kv, KvBatch, KvError, KvPair, SyncFuture, Tree};
 
 /// A sled database with one sled tree per [`Tree`].
 #[derive(Clone)]
@@ -96,7 +96,7 @@ impl Kv for SledKv {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    ) -> Result<Vec<KvPair>, KvError> {
         self.tree(tree)
             .range(start..end)
             .take(limit)
@@ -107,12 +107,7 @@ impl Kv for SledKv {
             .collect()
     }
 
-    fn last(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn last(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<Option<KvPair>, KvError> {
         self.tree(tree)
             .range(start..end)
             .next_back()

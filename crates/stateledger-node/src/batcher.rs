@@ -1,0 +1,96 @@
+//! Group commit at the leader: submit requests queue here (bounded: a full queue refuses new
+//! requests rather than growing), and every queued request is proposed together as one Raft
+//! entry. While proposals are in flight (at most `proposals_in_flight_max`), requests accumulate,
+//! so batches grow with load and latency stays low when idle.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::node::NodeShared;
+use crate::raft::{Command, CommandResponse, GroupOutcome, NodeId, NodeInfo, SubmittedRecord};
+
+/// One client request waiting for its outcome.
+#[derive(Debug)]
+pub struct SubmitJob {
+    pub records: Vec<SubmittedRecord>,
+    pub reply: oneshot::Sender<Result<GroupOutcome, SubmitFailure>>,
+}
+
+/// Why a proposal did not produce an outcome.
+#[derive(Debug, Clone)]
+pub enum SubmitFailure {
+    /// Leadership moved; the leader, if known.
+    NotLeader(Option<(NodeId, NodeInfo)>),
+    /// Raft failed (shutting down, storage error).
+    Raft(String),
+}
+
+/// The batcher loop; ends when every sender is gone.
+pub async fn run(shared: Arc<NodeShared>, mut rx: mpsc::Receiver<SubmitJob>) {
+    let limits = shared.config.limits.clone();
+    let permits = Arc::new(Semaphore::new(limits.proposals_in_flight_max.max(1)));
+    while let Some(first) = rx.recv().await {
+        // Wait for a proposal slot first: requests arriving meanwhile join this batch.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut jobs = vec![first];
+        let mut count = jobs[0].records.len();
+        while count < limits.batch_records_max {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.records.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            propose(&shared, jobs).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn propose(shared: &NodeShared, jobs: Vec<SubmitJob>) {
+    let mut groups = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        groups.push(job.records);
+        replies.push(job.reply);
+    }
+    let command = Command::Append {
+        groups,
+        proposed_time: shared.clock.now_unix_nanos(),
+    };
+    match shared.raft.client_write(command).await {
+        Ok(response) => match response.data {
+            CommandResponse::Appended(outcomes) if outcomes.len() == replies.len() => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            other => {
+                let failure =
+                    SubmitFailure::Raft(format!("unexpected state machine answer {other:?}"));
+                for reply in replies {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
+        },
+        Err(e) => {
+            let failure = match e.forward_to_leader() {
+                Some(f) => SubmitFailure::NotLeader(
+                    f.leader_id
+                        .map(|id| (id, f.leader_node.clone().unwrap_or_default())),
+                ),
+                None => SubmitFailure::Raft(e.to_string()),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(failure.clone()));
+            }
+        }
+    }
+}

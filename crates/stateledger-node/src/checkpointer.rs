@@ -1,0 +1,238 @@
+//! Checkpoint cosigning. The leader turns its applied state into a checkpoint, signs it, asks the
+//! other voters to cosign (each signs only a root, head root and time it computed itself), and
+//! once a majority of voters signed, holds it for receipts and publishes it through Raft so every
+//! node can serve it. Rounds run as soon as the ledger moves, at most every
+//! `checkpoint_interval_ms`; publication at most every `checkpoint_publish_interval_ms`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use stateledger_core::checkpoint::Checkpoint;
+use stateledger_core::note::{Note, NoteSignature};
+use stateledger_proto::v1 as pb;
+use stateledger_proto::v1::cluster_client::ClusterClient;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::ledger::check_quorum;
+use crate::node::{parse_known, KnownCheckpoint, NodeShared};
+use crate::raft::{Command, NodeId};
+
+/// How long a cosign request may take.
+const COSIGN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far ahead of the leader's clock a wanted time may be and still be covered (client clocks
+/// run a little ahead of the leader's).
+const WANTED_AHEAD_MAX_NANOS: u64 = 2_000_000_000;
+
+/// The leader's checkpoint loop (idle on followers).
+pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
+    let limits = shared.config.limits.clone();
+    let interval = Duration::from_millis(limits.checkpoint_interval_ms);
+    let publish_interval = Duration::from_millis(limits.checkpoint_publish_interval_ms);
+    let mut progress = shared.ledger.progress();
+    let mut clients: HashMap<NodeId, ClusterClient<Channel>> = HashMap::new();
+    let mut last: Option<(u64, u64)> = None;
+    let mut last_publish = tokio::time::Instant::now();
+    let mut unpublished: Option<String> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            r = progress.changed() => if r.is_err() { return },
+            _ = shared.checkpoint_wanted.notified() => {},
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {},
+        }
+        if !shared.is_leader() {
+            last = None;
+            continue;
+        }
+        if shared.ledger.origin().is_none() {
+            propose_genesis(&shared).await;
+            continue;
+        }
+        let wanted = *shared.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut candidate) = shared.ledger.candidate_checkpoint() else {
+            continue;
+        };
+        if wanted > candidate.time.0 {
+            let now = shared.clock.now_unix_nanos();
+            if wanted <= now.saturating_add(WANTED_AHEAD_MAX_NANOS) {
+                let tick = Command::Append {
+                    groups: Vec::new(),
+                    proposed_time: now.max(wanted),
+                };
+                if let Err(e) = shared.raft.client_write(tick).await {
+                    tracing::debug!(error = %e, "clock tick not committed");
+                    continue;
+                }
+                match shared.ledger.candidate_checkpoint() {
+                    Some(c) => candidate = c,
+                    None => continue,
+                }
+            }
+        }
+        let key = (candidate.size.0, candidate.time.0);
+        let stale = last == Some(key);
+        if !stale && (candidate.size.0 > 0 || wanted > 0) {
+            if let Some(note) = cosign(&shared, &candidate, &mut clients).await {
+                last = Some(key);
+                shared.offer_checkpoint(KnownCheckpoint {
+                    checkpoint: candidate.clone(),
+                    note: note.clone(),
+                });
+                unpublished = Some(note);
+                if candidate.time.0 >= wanted {
+                    let mut w = shared.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
+                    if *w <= candidate.time.0 {
+                        *w = 0;
+                    }
+                }
+            }
+        }
+        let due = last_publish.elapsed() >= publish_interval || wanted > 0;
+        if due {
+            if let Some(note) = unpublished.take() {
+                last_publish = tokio::time::Instant::now();
+                if let Err(e) = shared
+                    .raft
+                    .client_write(Command::PublishCheckpoint { note })
+                    .await
+                {
+                    tracing::debug!(error = %e, "checkpoint not published");
+                }
+            }
+        } else if unpublished.is_some() {
+            // Come back when publication is due even if nothing else happens.
+            let wake = shared.clone();
+            let wait = publish_interval.saturating_sub(last_publish.elapsed());
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                wake.checkpoint_wanted.notify_one();
+            });
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn propose_genesis(shared: &NodeShared) {
+    let admin_keys: Vec<[u8; 32]> = shared
+        .config
+        .cluster
+        .admin_keys
+        .iter()
+        .filter_map(|k| match stateledger_core::note::NoteVerifier::parse(k) {
+            Ok(v) => Some(v.key.to_bytes()),
+            Err(e) => {
+                tracing::error!(key = %k, error = %e, "ignoring an invalid admin key in the config");
+                None
+            }
+        })
+        .collect();
+    let genesis = Command::Genesis {
+        origin: shared.config.cluster.origin.clone(),
+        admin_keys,
+    };
+    if let Err(e) = shared.raft.client_write(genesis).await {
+        tracing::debug!(error = %e, "genesis not committed");
+    }
+}
+
+/// Gathers signatures of a majority of voters on `cp`. Returns the cosigned note.
+async fn cosign(
+    shared: &NodeShared,
+    cp: &Checkpoint,
+    clients: &mut HashMap<NodeId, ClusterClient<Channel>>,
+) -> Option<String> {
+    let text = cp.to_text();
+    if let Err(e) = shared.ledger.check_checkpoint(cp) {
+        tracing::warn!(error = %e, "not signing our own candidate checkpoint");
+        return None;
+    }
+    let mut note = Note::sign(&text, &[&shared.signer]);
+    let membership = shared.raft.metrics().borrow().membership_config.clone();
+    if check_quorum(&membership, &note).is_ok() {
+        return Some(note.to_text());
+    }
+    let mut pending = FuturesUnordered::new();
+    for id in membership.membership().voter_ids() {
+        if id == shared.id {
+            continue;
+        }
+        let Some(info) = membership.membership().get_node(&id) else {
+            continue;
+        };
+        let client = match clients.get(&id) {
+            Some(c) => c.clone(),
+            None => match shared.connector.client(&info.raft_addr) {
+                Ok(c) => {
+                    clients.insert(id, c.clone());
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(node = id, error = %e, "cannot reach voter for cosigning");
+                    continue;
+                }
+            },
+        };
+        let request = pb::CosignRequest {
+            checkpoint: text.clone(),
+        };
+        pending.push(async move {
+            let mut client = client;
+            let result = tokio::time::timeout(COSIGN_TIMEOUT, client.cosign(request)).await;
+            (id, result)
+        });
+    }
+    while let Some((id, result)) = pending.next().await {
+        match result {
+            Ok(Ok(resp)) => {
+                let r = resp.into_inner();
+                note.add_signature(NoteSignature {
+                    name: r.key_name,
+                    key_id: r.key_id,
+                    signature: r.signature,
+                });
+                if check_quorum(&membership, &note).is_ok() {
+                    return Some(note.to_text());
+                }
+            }
+            Ok(Err(status)) => {
+                tracing::debug!(node = id, code = ?status.code(), message = status.message(), "cosign refused");
+                if status.code() == tonic::Code::Unavailable {
+                    clients.remove(&id);
+                }
+            }
+            Err(_) => tracing::debug!(node = id, "cosign timed out"),
+        }
+    }
+    None
+}
+
+/// Every node: whenever a checkpoint is published through Raft, hold it for serving.
+pub async fn follow_published(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
+    let mut progress = shared.ledger.progress();
+    let mut seen = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let current = *progress.borrow_and_update();
+        if seen != Some((current.published_size, current.clock)) {
+            seen = Some((current.published_size, current.clock));
+            if let Some(known) = shared
+                .ledger
+                .published_checkpoint()
+                .as_deref()
+                .and_then(parse_known)
+            {
+                shared.offer_checkpoint(known);
+            }
+        }
+        if progress.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Node configuration: a TOML file (see `cluster-configs/` for commented examples).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub tls: TlsSection,
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Raft node id, unique in the cluster, never reused.
+    pub id: u64,
+    /// Key name and display name, e.g. "node-1".
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// Where the public (server-TLS) listener binds, e.g. "0.0.0.0:7101".
+    pub public_listen: String,
+    /// Where the cluster (mutual-TLS) listener binds.
+    pub cluster_listen: String,
+    /// How other nodes and clients reach this node (defaults to the listen addresses).
+    #[serde(default)]
+    pub public_addr: Option<String>,
+    #[serde(default)]
+    pub cluster_addr: Option<String>,
+    /// The node's checkpoint signing key (C2SP signer key file written by `stateledger keygen`).
+    pub checkpoint_key_file: PathBuf,
+    /// Check every stored value and the Merkle frontier at start (slower start on big ledgers).
+    #[serde(default = "yes")]
+    pub verify_on_start: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The cluster CA certificate (PEM): it signs every node certificate and admin certificate.
+    pub ca_cert: PathBuf,
+    /// This node's certificate (PEM), signed by the cluster CA, valid for its host names.
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The log's origin line in every checkpoint, e.g. "stateledger.example/prod".
+    pub origin: String,
+    /// Admin public keys (C2SP verifier key text) allowed to sign policy records. Used at genesis.
+    #[serde(default)]
+    pub admin_keys: Vec<String>,
+    /// Whether this node creates the cluster when it starts with no state. Exactly one node of a
+    /// new cluster sets this; the others join as members it names or are added later.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// The initial voters (used by the bootstrap node only).
+    #[serde(default)]
+    pub initial_members: Vec<MemberConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    pub name: String,
+    pub public_addr: String,
+    pub cluster_addr: String,
+    /// C2SP verifier key text of the member's checkpoint key.
+    pub checkpoint_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (O(1) here) after this many applied entries, then purge the log.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> RaftSection {
+        RaftSection {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every_entries: 5000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Most records in one Submit request.
+    pub request_records_max: usize,
+    /// Largest gRPC message accepted on the public port.
+    pub request_bytes_max: usize,
+    /// Most records per Raft entry (group commit).
+    pub batch_records_max: usize,
+    /// Most submit requests queued at the leader before new ones are refused.
+    pub queue_requests_max: usize,
+    /// Most Raft proposals in flight at once.
+    pub proposals_in_flight_max: usize,
+    /// Shortest time between two checkpoint cosigning rounds.
+    pub checkpoint_interval_ms: u64,
+    /// Shortest time between two checkpoints published through Raft.
+    pub checkpoint_publish_interval_ms: u64,
+    /// Longest a read may wait for a checkpoint.
+    pub wait_ms_max: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> LimitsSection {
+        LimitsSection {
+            request_records_max: 4096,
+            request_bytes_max: 16 * 1024 * 1024,
+            batch_records_max: 8192,
+            queue_requests_max: 4096,
+            proposals_in_flight_max: 4,
+            checkpoint_interval_ms: 5,
+            checkpoint_publish_interval_ms: 50,
+            wait_ms_max: 30_000,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is invalid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl NodeConfig {
+    /// Reads a config file; relative paths inside it are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.check().map_err(|reason| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.node.data_dir,
+            &mut self.node.checkpoint_key_file,
+            &mut self.tls.ca_cert,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        stateledger_core::note::check_key_name(&self.node.name).map_err(|e| e.to_string())?;
+        if self.cluster.origin.is_empty()
+            || self.cluster.origin.len() > stateledger_core::checkpoint::ORIGIN_BYTES_MAX
+        {
+            return Err("cluster.origin must be 1 to 256 bytes".into());
+        }
+        if self.cluster.bootstrap
+            && !self
+                .cluster
+                .initial_members
+                .iter()
+                .any(|m| m.id == self.node.id)
+        {
+            return Err("a bootstrap node must list itself in cluster.initial_members".into());
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0
+            || r.election_timeout_min_ms <= r.heartbeat_ms
+            || r.election_timeout_max_ms <= r.election_timeout_min_ms
+        {
+            return Err("raft timeouts must satisfy 0 < heartbeat < election_timeout_min < election_timeout_max".into());
+        }
+        Ok(())
+    }
+
+    pub fn public_addr(&self) -> String {
+        self.node
+            .public_addr
+            .clone()
+            .unwrap_or_else(|| self.node.public_listen.clone())
+    }
+
+    pub fn cluster_addr(&self) -> String {
+        self.node
+            .cluster_addr
+            .clone()
+            .unwrap_or_else(|| self.node.cluster_listen.clone())
+    }
+}

@@ -1,0 +1,396 @@
+//! The cluster service (mutual TLS only): Raft RPCs, snapshot transfer, checkpoint cosigning and
+//! membership administration.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::ChangeMembers;
+use stateledger_core::checkpoint::Checkpoint;
+use stateledger_core::note::NoteVerifier;
+use stateledger_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::not_leader;
+use crate::ledger::keys;
+use crate::ledger::snapshot::{LedgerSnapshot, SnapshotSource};
+use crate::node::NodeShared;
+use crate::raft::codec;
+use crate::raft::network::{
+    AppendReply, FinishReply, SnapshotBegin, SnapshotBeginReply, SnapshotFinish, VoteReply,
+};
+use crate::raft::{NodeId, NodeInfo, TypeConfig};
+use crate::store::{Batch, Store, Tree};
+
+/// How long a cosigner waits to apply the checkpoint's size itself.
+const COSIGN_APPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// A snapshot being received.
+#[derive(Debug)]
+pub struct SnapshotSession {
+    id: u64,
+    next: u64,
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// See the module comment.
+#[derive(Debug, Clone)]
+pub struct ClusterService {
+    shared: Arc<NodeShared>,
+}
+
+impl ClusterService {
+    pub fn new(shared: Arc<NodeShared>) -> ClusterService {
+        ClusterService { shared }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, data: &[u8]) -> Result<T, Status> {
+    codec::decode(what, data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn reply<T: serde::Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Response<pb::RaftPayload>, Status> {
+    codec::encode(what, value)
+        .map(|data| Response::new(pb::RaftPayload { data }))
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn admin_error<E: std::fmt::Display>(shared: &NodeShared, e: E, forward: bool) -> Status {
+    if forward {
+        not_leader(shared)
+    } else {
+        Status::failed_precondition(e.to_string())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode("append entries", &request.into_inner().data)?;
+        let result: AppendReply = self.shared.raft.append_entries(rpc).await;
+        reply("append entries reply", &result)
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let rpc: VoteRequest<NodeId> = decode("vote", &request.into_inner().data)?;
+        let result: VoteReply = self.shared.raft.vote(rpc).await;
+        reply("vote reply", &result)
+    }
+
+    async fn snapshot_begin(
+        &self,
+        request: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let begin: SnapshotBegin = decode("snapshot begin", &request.into_inner().data)?;
+        let mut session = self.shared.snapshot_session.lock().await;
+        self.shared
+            .ledger
+            .store()
+            .clear(Tree::Staging)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let size = self.shared.ledger.meta().size;
+        tracing::info!(
+            session = id,
+            snapshot_size = begin.header.size,
+            have = size,
+            "receiving a snapshot"
+        );
+        *session = Some(SnapshotSession { id, next: 0 });
+        let root = self.shared.ledger.root().0;
+        reply(
+            "snapshot begin reply",
+            &SnapshotBeginReply {
+                session: id,
+                size,
+                root,
+            },
+        )
+    }
+
+    async fn snapshot_chunk(
+        &self,
+        request: Request<pb::SnapshotChunkRequest>,
+    ) -> Result<Response<pb::SnapshotChunkResponse>, Status> {
+        let chunk = request.into_inner();
+        let mut guard = self.shared.snapshot_session.lock().await;
+        let session = guard
+            .as_mut()
+            .filter(|s| s.id == chunk.session)
+            .ok_or_else(|| Status::failed_precondition("no such snapshot session; start again"))?;
+        if session.next != 0 && session.next != chunk.start_index {
+            return Err(Status::failed_precondition(format!(
+                "snapshot chunk starts at {} but {} was expected",
+                chunk.start_index, session.next
+            )));
+        }
+        let mut batch = Batch::new(Tree::Staging);
+        let mut rest = chunk.leaves.as_slice();
+        let mut index = chunk.start_index;
+        while !rest.is_empty() {
+            let len_bytes: [u8; 4] =
+                rest.get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        Status::invalid_argument("truncated leaf length in snapshot chunk")
+                    })?;
+            let len = u32::from_be_bytes(len_bytes) as usize;
+            let leaf = rest
+                .get(4..4 + len)
+                .ok_or_else(|| Status::invalid_argument("truncated leaf in snapshot chunk"))?;
+            batch.put(keys::leaf(index), leaf);
+            index += 1;
+            rest = &rest[4 + len..];
+        }
+        self.shared
+            .ledger
+            .store()
+            .write(batch)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        session.next = index;
+        Ok(Response::new(pb::SnapshotChunkResponse {}))
+    }
+
+    async fn snapshot_finish(
+        &self,
+        request: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let finish: SnapshotFinish = decode("snapshot finish", &request.into_inner().data)?;
+        {
+            let guard = self.shared.snapshot_session.lock().await;
+            let session = guard
+                .as_ref()
+                .filter(|s| s.id == finish.session)
+                .ok_or_else(|| {
+                    Status::failed_precondition("no such snapshot session; start again")
+                })?;
+            if finish.from < finish.header.size && session.next != finish.header.size {
+                return Err(Status::failed_precondition(format!(
+                    "snapshot has leaves up to {} but {} were promised",
+                    session.next, finish.header.size
+                )));
+            }
+        }
+        let store: Store = self.shared.ledger.store().clone();
+        let mut batch = Batch::new(Tree::Staging);
+        for (size, note) in &finish.checkpoints {
+            batch.put(keys::checkpoint(*size), note.as_bytes());
+        }
+        store
+            .write(batch)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let snapshot = openraft::Snapshot {
+            meta: finish.meta.clone(),
+            snapshot: Box::new(LedgerSnapshot {
+                header: Some(finish.header.clone()),
+                from: finish.from,
+                source: SnapshotSource::Staged(store),
+            }),
+        };
+        let result: FinishReply = self
+            .shared
+            .raft
+            .install_full_snapshot(finish.vote, snapshot)
+            .await
+            .map_err(|e| e.to_string());
+        *self.shared.snapshot_session.lock().await = None;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "snapshot install failed");
+        }
+        reply("snapshot finish reply", &result)
+    }
+
+    async fn cosign(
+        &self,
+        request: Request<pb::CosignRequest>,
+    ) -> Result<Response<pb::CosignResponse>, Status> {
+        let text = request.into_inner().checkpoint;
+        let cp = Checkpoint::parse(&text)
+            .map_err(|e| Status::invalid_argument(format!("checkpoint body: {e}")))?;
+        let mut progress = self.shared.ledger.progress();
+        let reached = |p: &crate::ledger::Progress| {
+            p.size > cp.size.0 || (p.size == cp.size.0 && p.clock >= cp.time.0)
+        };
+        let wait = async {
+            loop {
+                if reached(&progress.borrow_and_update()) {
+                    return true;
+                }
+                if progress.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        if !matches!(
+            tokio::time::timeout(COSIGN_APPLY_WAIT, wait).await,
+            Ok(true)
+        ) {
+            return Err(Status::unavailable(format!(
+                "this node has not applied size {} with time {} yet",
+                cp.size, cp.time
+            )));
+        }
+        self.shared
+            .ledger
+            .check_checkpoint(&cp)
+            .map_err(|reason| Status::failed_precondition(format!("will not cosign: {reason}")))?;
+        let signature = self.shared.signer.sign(text.as_bytes());
+        Ok(Response::new(pb::CosignResponse {
+            key_name: self.shared.signer.name.clone(),
+            key_id: self.shared.signer.key_id,
+            signature: signature.to_vec(),
+        }))
+    }
+
+    async fn request_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let r = request.into_inner();
+        if !self.shared.is_leader() {
+            return Err(not_leader(&self.shared));
+        }
+        let wait = Duration::from_millis(u64::from(
+            r.wait_ms.min(self.shared.config.limits.wait_ms_max),
+        ));
+        let note = crate::grpc::ledger_service::wait_checkpoint(
+            &self.shared,
+            r.min_size,
+            r.covering_time,
+            wait,
+        )
+        .await?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            checkpoint: note,
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let r = request.into_inner();
+        stateledger_core::note::check_key_name(&r.name)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        NoteVerifier::parse(&r.checkpoint_key)
+            .map_err(|e| Status::invalid_argument(format!("checkpoint_key: {e}")))?;
+        if r.raft_addr.is_empty() || r.public_addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "raft_addr and public_addr are required",
+            ));
+        }
+        if !self.shared.is_leader() {
+            return Err(not_leader(&self.shared));
+        }
+        let info = NodeInfo {
+            name: r.name,
+            raft_addr: r.raft_addr,
+            public_addr: r.public_addr,
+            checkpoint_key: r.checkpoint_key,
+        };
+        let resp = self
+            .shared
+            .raft
+            .add_learner(r.node_id, info, true)
+            .await
+            .map_err(|e| {
+                let forward = e.forward_to_leader().is_some();
+                admin_error(&self.shared, e, forward)
+            })?;
+        Ok(Response::new(pb::AdminResponse {
+            message: format!("node {} added as a learner and caught up", r.node_id),
+            log_index: resp.log_id.index,
+        }))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let id = request.into_inner().node_id;
+        if !self.shared.is_leader() {
+            return Err(not_leader(&self.shared));
+        }
+        let resp = self
+            .shared
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| {
+                let forward = e.forward_to_leader().is_some();
+                admin_error(&self.shared, e, forward)
+            })?;
+        Ok(Response::new(pb::AdminResponse {
+            message: format!("node {id} is now a voter"),
+            log_index: resp.log_id.index,
+        }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let id = request.into_inner().node_id;
+        if !self.shared.is_leader() {
+            return Err(not_leader(&self.shared));
+        }
+        let membership = self
+            .shared
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        if membership.get_node(&id).is_none() {
+            return Err(Status::not_found(format!("node {id} is not a member")));
+        }
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        let resp = self
+            .shared
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| {
+                let forward = e.forward_to_leader().is_some();
+                admin_error(&self.shared, e, forward)
+            })?;
+        let mut index = resp.log_id.index;
+        if is_voter {
+            // Removing a voter leaves it a learner; drop it from the cluster entirely.
+            if let Ok(r) = self
+                .shared
+                .raft
+                .change_membership(
+                    ChangeMembers::<NodeId, NodeInfo>::RemoveNodes(BTreeSet::from([id])),
+                    false,
+                )
+                .await
+            {
+                index = r.log_id.index;
+            }
+        }
+        Ok(Response::new(pb::AdminResponse {
+            message: format!("node {id} removed from the cluster"),
+            log_index: index,
+        }))
+    }
+}

@@ -1,0 +1,476 @@
+//! The public ledger API (server-authenticated TLS).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stateledger_core::checkpoint::Checkpoint;
+use stateledger_core::heads::HeadTerminal;
+use stateledger_core::limits::RECORD_BYTES_MAX;
+use stateledger_core::note::Note;
+use stateledger_core::record::{decode_record, verify_record_signature, verify_record_signatures};
+use stateledger_proto::v1 as pb;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use super::{not_leader, read_status, EXISTING_METADATA};
+use crate::batcher::{SubmitFailure, SubmitJob};
+use crate::node::NodeShared;
+use crate::raft::{GroupOutcome, Refusal, SubmittedRecord};
+
+/// Most leaves one ListSystemEntries answer holds.
+pub const LIST_LIMIT_MAX: usize = 1000;
+
+/// See the module comment.
+#[derive(Debug, Clone)]
+pub struct LedgerService {
+    shared: Arc<NodeShared>,
+}
+
+impl LedgerService {
+    pub fn new(shared: Arc<NodeShared>) -> LedgerService {
+        LedgerService { shared }
+    }
+
+    fn wait(&self, wait_ms: u32) -> Duration {
+        Duration::from_millis(u64::from(
+            wait_ms.min(self.shared.config.limits.wait_ms_max),
+        ))
+    }
+}
+
+fn refusal_status(position: usize, refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::Duplicate { index: Some(index) } => {
+            let mut s = Status::already_exists(format!(
+                "record {position} is already in the ledger at leaf {index}; nothing was appended"
+            ));
+            if let Ok(v) = MetadataValue::try_from(index.to_string()) {
+                s.metadata_mut().insert(EXISTING_METADATA, v);
+            }
+            s
+        }
+        Refusal::Duplicate { index: None } => Status::invalid_argument(format!(
+            "record {position} appears twice in the request; nothing was appended"
+        )),
+        Refusal::Unauthorized { reason } => {
+            Status::permission_denied(format!("record {position}: {reason}; nothing was appended"))
+        }
+        Refusal::Invalid { reason } => {
+            Status::invalid_argument(format!("record {position}: {reason}; nothing was appended"))
+        }
+    }
+}
+
+fn all_duplicates(indexes: &[u64]) -> Status {
+    let list = indexes
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut s = Status::already_exists(format!(
+        "every record of the request is already in the ledger (leaves {list}); nothing was appended"
+    ));
+    if let Ok(v) = MetadataValue::try_from(list) {
+        s.metadata_mut().insert(EXISTING_METADATA, v);
+    }
+    s
+}
+
+/// Waits (up to `wait`) for a cosigned checkpoint with at least `min_size` leaves covering
+/// `covering_time`, asking the leader for one if needed.
+pub async fn wait_checkpoint(
+    shared: &Arc<NodeShared>,
+    min_size: u64,
+    covering_time: u64,
+    wait: Duration,
+) -> Result<String, Status> {
+    let mut rx = shared.checkpoints.subscribe();
+    let satisfies = |c: &Option<Arc<crate::node::KnownCheckpoint>>| {
+        c.as_ref()
+            .filter(|k| k.checkpoint.size.0 >= min_size && k.checkpoint.time.0 >= covering_time)
+            .map(|k| k.note.clone())
+    };
+    if let Some(note) = satisfies(&rx.borrow_and_update()) {
+        return Ok(note);
+    }
+    ask_for_checkpoint(shared, min_size, covering_time, wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(note) = satisfies(&rx.borrow_and_update()) {
+            return Ok(note);
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(Status::deadline_exceeded(format!(
+                    "no checkpoint with at least {min_size} leaves covering time {covering_time} within {wait:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// Makes sure the leader cosigns (and publishes) a checkpoint covering `time`.
+fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u64, wait: Duration) {
+    if shared.is_leader() {
+        shared.want_checkpoint_covering(covering_time);
+        return;
+    }
+    if covering_time == 0 {
+        return; // Publication follows new leaves on its own.
+    }
+    let Some((_, leader)) = shared.leader() else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let Ok(mut client) = shared.connector.client(&leader.raft_addr) else {
+            return;
+        };
+        let request = pb::GetCheckpointRequest {
+            min_size,
+            covering_time,
+            wait_ms: wait.as_millis().min(u128::from(u32::MAX)) as u32,
+        };
+        if let Err(e) = tokio::time::timeout(wait, client.request_checkpoint(request)).await {
+            tracing::debug!(error = %e, "leader did not provide a checkpoint in time");
+        }
+    });
+}
+
+/// Waits until the latest *published* checkpoint covers `time` (state proofs need the head map,
+/// which advances with publication).
+async fn wait_published_covering(
+    shared: &Arc<NodeShared>,
+    time: u64,
+    wait: Duration,
+) -> Result<(), Status> {
+    let covers = || {
+        shared
+            .ledger
+            .published_checkpoint()
+            .and_then(|n| Note::parse(n.as_bytes()).ok())
+            .and_then(|n| Checkpoint::parse(&n.text).ok())
+            .is_some_and(|c| c.time.0 >= time)
+    };
+    if covers() {
+        return Ok(());
+    }
+    ask_for_checkpoint(shared, 0, time, wait);
+    let mut progress = shared.ledger.progress();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if covers() {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, progress.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(Status::deadline_exceeded(format!(
+                    "no published checkpoint covering time {time} within {wait:?}"
+                )))
+            }
+        }
+    }
+}
+
+fn hashes(proof: Vec<stateledger_core::hash::Hash>) -> Vec<Vec<u8>> {
+    proof.into_iter().map(|h| h.0.to_vec()).collect()
+}
+
+#[tonic::async_trait]
+impl pb::ledger_server::Ledger for LedgerService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let records = request.into_inner().records;
+        let limits = &self.shared.config.limits;
+        if records.is_empty() {
+            return Err(Status::invalid_argument("the request has no records"));
+        }
+        if records.len() > limits.request_records_max {
+            return Err(Status::invalid_argument(format!(
+                "the request has {} records, more than the limit of {}",
+                records.len(),
+                limits.request_records_max
+            )));
+        }
+        if !self.shared.is_leader() {
+            return Err(not_leader(&self.shared));
+        }
+        let mut group = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            if r.record.len() > RECORD_BYTES_MAX {
+                return Err(Status::invalid_argument(format!(
+                    "record {i} is {} bytes, more than the limit of {RECORD_BYTES_MAX}; nothing was appended",
+                    r.record.len()
+                )));
+            }
+            decode_record(&r.record).map_err(|e| {
+                Status::invalid_argument(format!("record {i}: {e}; nothing was appended"))
+            })?;
+            let writer_key: [u8; 32] = r.writer_key.as_slice().try_into().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "record {i}: writer_key must be 32 bytes, found {}; nothing was appended",
+                    r.writer_key.len()
+                ))
+            })?;
+            group.push(SubmittedRecord {
+                record: r.record.clone(),
+                writer_key,
+                signature: r.signature.clone(),
+            });
+        }
+        let items: Vec<(&[u8], &[u8], &[u8])> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.writer_key.as_slice(),
+                    r.signature.as_slice(),
+                    r.record.as_slice(),
+                )
+            })
+            .collect();
+        if verify_record_signatures(&items).is_err() {
+            for (i, (k, s, rec)) in items.iter().enumerate() {
+                if let Err(e) = verify_record_signature(k, s, rec) {
+                    return Err(Status::unauthenticated(format!(
+                        "record {i}: {e}; nothing was appended"
+                    )));
+                }
+            }
+            return Err(Status::unauthenticated(
+                "a record signature does not verify; nothing was appended",
+            ));
+        }
+        match self.shared.ledger.precheck(&group) {
+            Err(e) => return Err(read_status(e.into())),
+            Ok(Some(GroupOutcome::Refused { position, refusal })) => {
+                return Err(refusal_status(position, refusal))
+            }
+            Ok(Some(GroupOutcome::AllDuplicates(indexes))) => return Err(all_duplicates(&indexes)),
+            Ok(_) => {}
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .submit_tx
+            .try_send(SubmitJob {
+                records: group,
+                reply: tx,
+            })
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "the leader's queue is full ({} requests); retry with backoff",
+                    limits.queue_requests_max
+                ))
+            })?;
+        let outcome = rx
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down; retry"))?;
+        match outcome {
+            Ok(GroupOutcome::Appended(appended)) => Ok(Response::new(pb::SubmitResponse {
+                results: appended
+                    .into_iter()
+                    .map(|a| pb::SubmitResult {
+                        leaf_index: a.index,
+                        ledger_time: a.time,
+                        leaf_hash: a.leaf_hash.to_vec(),
+                    })
+                    .collect(),
+            })),
+            Ok(GroupOutcome::AllDuplicates(indexes)) => Err(all_duplicates(&indexes)),
+            Ok(GroupOutcome::Refused { position, refusal }) => {
+                Err(refusal_status(position, refusal))
+            }
+            Err(SubmitFailure::NotLeader(_)) => Err(not_leader(&self.shared)),
+            Err(SubmitFailure::Raft(e)) => Err(Status::unavailable(format!(
+                "not committed: {e}; retry (a retry cannot duplicate)"
+            ))),
+        }
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::GetEntryResponse>, Status> {
+        let index = request.into_inner().leaf_index;
+        let leaf = self.shared.ledger.leaf(index).map_err(read_status)?;
+        Ok(Response::new(pb::GetEntryResponse { leaf }))
+    }
+
+    async fn get_receipt(
+        &self,
+        request: Request<pb::GetReceiptRequest>,
+    ) -> Result<Response<pb::GetReceiptResponse>, Status> {
+        let r = request.into_inner();
+        let size = self.shared.ledger.current_progress().size;
+        if r.leaf_index >= size {
+            return Err(Status::out_of_range(format!(
+                "leaf index {} is outside the ledger of size {size}",
+                r.leaf_index
+            )));
+        }
+        let note = wait_checkpoint(&self.shared, r.leaf_index + 1, 0, self.wait(r.wait_ms)).await?;
+        let cp = crate::node::parse_known(&note)
+            .ok_or_else(|| Status::internal("held checkpoint does not parse"))?
+            .checkpoint;
+        let leaf = self.shared.ledger.leaf(r.leaf_index).map_err(read_status)?;
+        let proof = self
+            .shared
+            .ledger
+            .inclusion_proof(r.leaf_index, cp.size.0)
+            .map_err(read_status)?;
+        Ok(Response::new(pb::GetReceiptResponse {
+            leaf,
+            inclusion_proof: hashes(proof),
+            checkpoint: note,
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let r = request.into_inner();
+        let note = wait_checkpoint(
+            &self.shared,
+            r.min_size,
+            r.covering_time,
+            self.wait(r.wait_ms),
+        )
+        .await?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            checkpoint: note,
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let r = request.into_inner();
+        if r.old_size > r.new_size {
+            return Err(Status::invalid_argument(format!(
+                "old_size {} is larger than new_size {}",
+                r.old_size, r.new_size
+            )));
+        }
+        let proof = self
+            .shared
+            .ledger
+            .consistency_proof(r.old_size, r.new_size)
+            .map_err(read_status)?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            proof: hashes(proof),
+        }))
+    }
+
+    async fn list_system_entries(
+        &self,
+        request: Request<pb::ListSystemEntriesRequest>,
+    ) -> Result<Response<pb::ListSystemEntriesResponse>, Status> {
+        let r = request.into_inner();
+        stateledger_core::record::validate::check_system_name(&r.system)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let limit = if r.limit == 0 {
+            LIST_LIMIT_MAX
+        } else {
+            (r.limit as usize).min(LIST_LIMIT_MAX)
+        };
+        let (leaves, more) = self
+            .shared
+            .ledger
+            .system_leaves(&r.system, r.from_index, limit)
+            .map_err(read_status)?;
+        Ok(Response::new(pb::ListSystemEntriesResponse {
+            leaves,
+            more,
+        }))
+    }
+
+    async fn get_system_history(
+        &self,
+        request: Request<pb::GetSystemHistoryRequest>,
+    ) -> Result<Response<pb::GetSystemHistoryResponse>, Status> {
+        let r = request.into_inner();
+        stateledger_core::record::validate::check_system_name(&r.system)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        wait_published_covering(&self.shared, r.at_time, self.wait(r.wait_ms)).await?;
+        let history = self
+            .shared
+            .ledger
+            .system_history(&r.system, r.at_time)
+            .map_err(read_status)?;
+        let proven = |(leaf, proof): (Vec<u8>, Vec<stateledger_core::hash::Hash>)| pb::ProvenLeaf {
+            leaf,
+            inclusion_proof: hashes(proof),
+        };
+        let head_proof = history.head_proof.map(|p| pb::HeadProof {
+            siblings: p.siblings.iter().map(|h| h.0.to_vec()).collect(),
+            terminal: Some(match p.terminal {
+                HeadTerminal::Empty => pb::head_proof::Terminal::Empty(true),
+                HeadTerminal::Leaf { key, head } => pb::head_proof::Terminal::Leaf(pb::HeadLeaf {
+                    key: key.0 .0.to_vec(),
+                    head_index: head.index.0,
+                    count: head.count,
+                }),
+            }),
+        });
+        Ok(Response::new(pb::GetSystemHistoryResponse {
+            checkpoint: history.checkpoint,
+            leaves: history.leaves.into_iter().map(proven).collect(),
+            next: history.next.map(proven),
+            head_proof,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let shared = &self.shared;
+        let metrics = shared.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let role = match metrics.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        let leader = shared.leader();
+        let progress = shared.ledger.current_progress();
+        let checkpoint_size = shared
+            .checkpoints
+            .borrow()
+            .as_ref()
+            .map_or(0, |c| c.checkpoint.size.0);
+        Ok(Response::new(pb::StatusResponse {
+            node_id: shared.id,
+            name: shared.config.node.name.clone(),
+            role: role.to_string(),
+            leader_id: leader.as_ref().map_or(0, |(id, _)| *id),
+            leader_public_addr: leader.map(|(_, i)| i.public_addr).unwrap_or_default(),
+            term: metrics.current_term,
+            applied_log_index: metrics.last_applied.map_or(0, |l| l.index),
+            tree_size: progress.size,
+            root: shared.ledger.root().0.to_vec(),
+            ledger_time: progress.clock,
+            checkpoint_size,
+            members: membership
+                .nodes()
+                .map(|(id, info)| pb::Member {
+                    node_id: *id,
+                    name: info.name.clone(),
+                    public_addr: info.public_addr.clone(),
+                    raft_addr: info.raft_addr.clone(),
+                    voter: voters.contains(id),
+                })
+                .collect(),
+            corruption: shared.ledger.corruption().unwrap_or_default(),
+            origin: shared.ledger.origin().unwrap_or_default(),
+        }))
+    }
+}

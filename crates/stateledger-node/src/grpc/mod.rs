@@ -1,0 +1,56 @@
+//! The gRPC services: the public ledger API and the cluster (Raft, cosigning, admin) API.
+
+pub mod cluster_service;
+pub mod ledger_service;
+
+use tonic::metadata::MetadataValue;
+use tonic::Status;
+
+use crate::ledger::ReadError;
+use crate::node::NodeShared;
+use crate::store::StoreError;
+
+/// Metadata key carrying the leader's public address on a redirect.
+pub const LEADER_METADATA: &str = "x-stateledger-leader";
+/// Metadata key carrying the leader's cluster address on an admin redirect.
+pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
+/// Metadata key carrying existing leaf indexes on ALREADY_EXISTS.
+pub const EXISTING_METADATA: &str = "x-stateledger-existing";
+
+/// FAILED_PRECONDITION naming the leader (in the message and the metadata) so the client follows.
+pub fn not_leader(shared: &NodeShared) -> Status {
+    match shared.leader() {
+        Some((id, info)) if id != shared.id => {
+            let mut status = Status::failed_precondition(format!(
+                "this node ({}) is not the leader; the leader is {} (node {id}) at {}",
+                shared.config.node.name, info.name, info.public_addr
+            ));
+            if let Ok(v) = MetadataValue::try_from(info.public_addr.as_str()) {
+                status.metadata_mut().insert(LEADER_METADATA, v);
+            }
+            if let Ok(v) = MetadataValue::try_from(info.raft_addr.as_str()) {
+                status.metadata_mut().insert(LEADER_CLUSTER_METADATA, v);
+            }
+            status
+        }
+        _ => Status::unavailable(format!(
+            "this node ({}) is not the leader and no leader is known yet; retry shortly",
+            shared.config.node.name
+        )),
+    }
+}
+
+/// Maps a read failure to a status: corrupt data is DATA_LOSS (and never served).
+pub fn read_status(e: ReadError) -> Status {
+    match e {
+        ReadError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
+        ReadError::Invalid(m) => Status::failed_precondition(m),
+        ReadError::NoCheckpoint => {
+            Status::unavailable("no published checkpoint yet; retry shortly")
+        }
+        ReadError::Store(s @ StoreError::Corrupt { .. }) => {
+            Status::data_loss(format!("{s}; this node refuses to serve it"))
+        }
+        ReadError::Store(s) => Status::internal(s.to_string()),
+    }
+}

@@ -1,0 +1,485 @@
+//! A running node: Raft, the ledger, the two gRPC listeners, the batcher and the checkpointer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stateledger_core::checkpoint::Checkpoint;
+use stateledger_core::note::{NoteSigner, NoteVerifier};
+use stateledger_proto::v1::cluster_server::ClusterServer;
+use stateledger_proto::v1::ledger_server::LedgerServer;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::batcher::{self, SubmitJob};
+use crate::checkpointer;
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::grpc::cluster_service::{ClusterService, SnapshotSession};
+use crate::grpc::ledger_service::LedgerService;
+use crate::ledger::{Ledger, LedgerStateMachine};
+use crate::raft::network::{ClusterConnector, NetworkFactory, CLUSTER_MESSAGE_BYTES_MAX};
+use crate::raft::{NodeId, NodeInfo, Raft};
+use crate::store::log_store::LogStore;
+use crate::store::{Kv, Store, StoreError};
+use crate::tls::TlsMaterial;
+
+/// A cosigned checkpoint known to this node (the freshest one it can prove against).
+#[derive(Clone, Debug)]
+pub struct KnownCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+/// State shared by the services and background tasks of one node.
+pub struct NodeShared {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub ledger: Arc<Ledger>,
+    pub signer: NoteSigner,
+    pub clock: Clock,
+    pub connector: ClusterConnector,
+    /// The freshest quorum-cosigned checkpoint this node holds.
+    pub checkpoints: watch::Sender<Option<Arc<KnownCheckpoint>>>,
+    /// Wakes the checkpointer when a reader needs a checkpoint covering `wanted_time`.
+    pub checkpoint_wanted: Notify,
+    pub wanted_time: Mutex<u64>,
+    pub submit_tx: mpsc::Sender<SubmitJob>,
+    pub snapshot_session: tokio::sync::Mutex<Option<SnapshotSession>>,
+}
+
+impl std::fmt::Debug for NodeShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeShared({})", self.id)
+    }
+}
+
+impl NodeShared {
+    /// The current leader, if known, with its address record.
+    pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let id = metrics.current_leader?;
+        let info = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+            .unwrap_or_default();
+        Some((id, info))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Offers a cosigned checkpoint; kept if it is newer than the one held.
+    pub fn offer_checkpoint(&self, known: KnownCheckpoint) {
+        self.checkpoints.send_if_modified(|current| {
+            let newer = match current {
+                None => true,
+                Some(c) => {
+                    (known.checkpoint.size, known.checkpoint.time)
+                        > (c.checkpoint.size, c.checkpoint.time)
+                }
+            };
+            if newer {
+                *current = Some(Arc::new(known));
+            }
+            newer
+        });
+    }
+
+    /// Asks the checkpointer for a checkpoint covering `time`.
+    pub fn want_checkpoint_covering(&self, time: u64) {
+        {
+            let mut wanted = self.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
+            *wanted = (*wanted).max(time);
+        }
+        self.checkpoint_wanted.notify_one();
+    }
+
+    /// The trust verifiers of the current voters.
+    pub fn voter_verifiers(&self) -> Vec<(NodeId, NoteVerifier)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        membership
+            .voter_ids()
+            .filter_map(|id| {
+                membership
+                    .get_node(&id)
+                    .and_then(|n| NoteVerifier::parse(&n.checkpoint_key).ok())
+                    .map(|v| (id, v))
+            })
+            .collect()
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("{0}; this node will not serve it — remove its data directory and re-add the node so it copies the ledger from the cluster")]
+    Corrupt(StoreError),
+    #[error("storage: {0}")]
+    Store(StoreError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Everything a node needs to start: its config, storage, TLS material, key and clock.
+pub struct NodeParts {
+    pub config: NodeConfig,
+    pub kv: Arc<dyn Kv>,
+    pub tls: TlsMaterial,
+    pub signer: NoteSigner,
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for NodeParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeParts({})", self.config.node.name)
+    }
+}
+
+/// A started node.
+pub struct NodeHandle {
+    pub shared: Arc<NodeShared>,
+    pub public_addr: SocketAddr,
+    pub cluster_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeHandle({})", self.shared.id)
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {
+    let r = &config.raft;
+    let c = openraft::Config {
+        cluster_name: config.cluster.origin.clone(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: 1000,
+        max_payload_entries: 64,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    };
+    c.validate()
+        .map(Arc::new)
+        .map_err(|e| StartError::Config(e.to_string()))
+}
+
+impl NodeInfo {
+    pub fn of_config(config: &NodeConfig, signer: &NoteSigner) -> NodeInfo {
+        NodeInfo {
+            name: config.node.name.clone(),
+            raft_addr: config.cluster_addr(),
+            public_addr: config.public_addr(),
+            checkpoint_key: signer.verifier().to_text(),
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Starts a node.
+pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
+    let NodeParts {
+        config,
+        kv,
+        tls,
+        signer,
+        clock,
+    } = parts;
+    config.check().map_err(StartError::Config)?;
+    let store = Store::new(kv);
+    let ledger = Ledger::open(store.clone(), config.node.verify_on_start).map_err(|e| match e {
+        StoreError::Corrupt { .. } => StartError::Corrupt(e),
+        other => StartError::Store(other),
+    })?;
+    let log_store = LogStore::new(store);
+    let state_machine = LedgerStateMachine::new(ledger.clone());
+    let connector = ClusterConnector::new(tls.clone());
+    let raft = Raft::new(
+        config.node.id,
+        raft_config(&config)?,
+        NetworkFactory::new(connector.clone()),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+
+    let (submit_tx, submit_rx) = mpsc::channel(config.limits.queue_requests_max);
+    let (checkpoints, _) = watch::channel(None);
+    let shared = Arc::new(NodeShared {
+        id: config.node.id,
+        config: config.clone(),
+        raft: raft.clone(),
+        ledger: ledger.clone(),
+        signer,
+        clock,
+        connector,
+        checkpoints,
+        checkpoint_wanted: Notify::new(),
+        wanted_time: Mutex::new(0),
+        submit_tx,
+        snapshot_session: tokio::sync::Mutex::new(None),
+    });
+    if let Some(note) = ledger.published_checkpoint() {
+        if let Some(known) = parse_known(&note) {
+            shared.offer_checkpoint(known);
+        }
+    }
+
+    if config.cluster.bootstrap
+        && !raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+    {
+        let members: BTreeMap<NodeId, NodeInfo> = config
+            .cluster
+            .initial_members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    NodeInfo {
+                        name: m.name.clone(),
+                        raft_addr: m.cluster_addr.clone(),
+                        public_addr: m.public_addr.clone(),
+                        checkpoint_key: m.checkpoint_key.clone(),
+                    },
+                )
+            })
+            .collect();
+        tracing::info!(members = members.len(), "initializing a new cluster");
+        raft.initialize(members)
+            .await
+            .map_err(|e| StartError::Raft(format!("initialize: {e}")))?;
+    }
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()))
+        .max_decoding_message_size(config.limits.request_bytes_max)
+        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
+    let cluster_service = ClusterServer::new(ClusterService::new(shared.clone()))
+        .max_decoding_message_size(CLUSTER_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
+
+    let (public_addr, cluster_addr) = serve(
+        &config,
+        &tls,
+        ledger_service,
+        cluster_service,
+        &shutdown_rx,
+        &mut tasks,
+    )
+    .await?;
+
+    tasks.push(tokio::spawn(batcher::run(shared.clone(), submit_rx)));
+    tasks.push(tokio::spawn(checkpointer::run(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(checkpointer::follow_published(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    Ok(NodeHandle {
+        shared,
+        public_addr,
+        cluster_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Parses a checkpoint note into a [`KnownCheckpoint`].
+pub fn parse_known(note: &str) -> Option<KnownCheckpoint> {
+    let parsed = stateledger_core::note::Note::parse(note.as_bytes()).ok()?;
+    let checkpoint = Checkpoint::parse(&parsed.text).ok()?;
+    Some(KnownCheckpoint {
+        checkpoint,
+        note: note.to_string(),
+    })
+}
+
+async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+async fn serve(
+    config: &NodeConfig,
+    tls: &TlsMaterial,
+    ledger_service: LedgerServer<LedgerService>,
+    cluster_service: ClusterServer<ClusterService>,
+    shutdown_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(SocketAddr, SocketAddr), StartError> {
+    use tonic::transport::server::TcpIncoming;
+    use tonic::transport::Server;
+
+    let public = bind(&config.node.public_listen).await?;
+    let cluster = bind(&config.node.cluster_listen).await?;
+    let public_addr = public.local_addr().map_err(|e| StartError::Listen {
+        addr: config.node.public_listen.clone(),
+        reason: e.to_string(),
+    })?;
+    let cluster_addr = cluster.local_addr().map_err(|e| StartError::Listen {
+        addr: config.node.cluster_listen.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let tls_err = |e: tonic::transport::Error| StartError::Config(format!("TLS: {e}"));
+    let mut public_server = Server::builder()
+        .tls_config(tls.public_server())
+        .map_err(tls_err)?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)));
+    let router = public_server.add_service(ledger_service);
+    let rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let incoming = TcpIncoming::from(public).with_nodelay(Some(true));
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
+            .await
+        {
+            tracing::error!(error = %e, "public listener stopped");
+        }
+    }));
+
+    let mut cluster_server = Server::builder()
+        .tls_config(tls.cluster_server())
+        .map_err(tls_err)?
+        .tcp_nodelay(true);
+    let router = cluster_server.add_service(cluster_service);
+    let rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let incoming = TcpIncoming::from(cluster).with_nodelay(Some(true));
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
+            .await
+        {
+            tracing::error!(error = %e, "cluster listener stopped");
+        }
+    }));
+    Ok((public_addr, cluster_addr))
+}
+
+#[cfg(madsim)]
+async fn serve(
+    config: &NodeConfig,
+    _tls: &TlsMaterial,
+    ledger_service: LedgerServer<LedgerService>,
+    cluster_service: ClusterServer<ClusterService>,
+    shutdown_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(SocketAddr, SocketAddr), StartError> {
+    use tonic::transport::Server;
+    let parse = |a: &str| {
+        a.parse::<SocketAddr>().map_err(|e| StartError::Listen {
+            addr: a.to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let public_addr = parse(&config.node.public_listen)?;
+    let cluster_addr = parse(&config.node.cluster_listen)?;
+    let rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = Server::builder()
+            .add_service(ledger_service)
+            .serve_with_shutdown(public_addr, wait_shutdown(rx))
+            .await
+        {
+            tracing::error!(error = %e, "public listener stopped");
+        }
+    }));
+    let rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = Server::builder()
+            .add_service(cluster_service)
+            .serve_with_shutdown(cluster_addr, wait_shutdown(rx))
+            .await
+        {
+            tracing::error!(error = %e, "cluster listener stopped");
+        }
+    }));
+    Ok((public_addr, cluster_addr))
+}
+
+impl NodeHandle {
+    /// Stops Raft and the listeners and waits for the background tasks.
+    pub async fn shutdown(self) {
+        let _ = self.shared.raft.shutdown().await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+impl NodeParts {
+    /// Opens everything a config names: sled in the data dir, TLS files, the checkpoint key.
+    pub fn load(config: NodeConfig) -> Result<NodeParts, String> {
+        let kv = crate::store::sled_kv::SledKv::open(&config.node.data_dir)
+            .map_err(|e| e.to_string())?;
+        let tls = TlsMaterial::load(&config.tls)?;
+        let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
+            format!(
+                "cannot read checkpoint key {}: {e}",
+                config.node.checkpoint_key_file.display()
+            )
+        })?;
+        let signer = NoteSigner::parse(&key_text).map_err(|e| {
+            format!(
+                "checkpoint key {}: {e}",
+                config.node.checkpoint_key_file.display()
+            )
+        })?;
+        if signer.name != config.node.name {
+            return Err(format!(
+                "checkpoint key {} is named {:?} but the node is {:?}",
+                config.node.checkpoint_key_file.display(),
+                signer.name,
+                config.node.name
+            ));
+        }
+        Ok(NodeParts {
+            config,
+            kv: Arc::new(kv),
+            tls,
+            signer,
+            clock: Clock::new(),
+        })
+    }
+}
