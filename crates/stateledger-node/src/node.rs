@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::note::{NoteSigner, NoteVerifier};
@@ -18,7 +17,7 @@ use crate::config::NodeConfig;
 use crate::grpc::cluster_service::{ClusterService, SnapshotSession};
 use crate::grpc::ledger_service::LedgerService;
 use crate::ledger::{Ledger, LedgerStateMachine};
-use crate::raft::network::{ClusterConnector, NetworkFactory, CLUSTER_MESSAGE_BYTES_MAX};
+use crate::raft::network::{ClusterConnector, NetworkFactory};
 use crate::raft::{NodeId, NodeInfo, Raft};
 use crate::store::log_store::LogStore;
 use crate::store::{Kv, Store, StoreError};
@@ -281,22 +280,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()))
-        .max_decoding_message_size(config.limits.request_bytes_max)
-        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
-    let cluster_service = ClusterServer::new(ClusterService::new(shared.clone()))
-        .max_decoding_message_size(CLUSTER_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
-
-    let (public_addr, cluster_addr) = serve(
-        &config,
-        &tls,
-        ledger_service,
-        cluster_service,
-        &shutdown_rx,
-        &mut tasks,
-    )
-    .await?;
+    let (public_addr, cluster_addr) =
+        serve(&config, &tls, &shared, &shutdown_rx, &mut tasks).await?;
 
     tasks.push(tokio::spawn(batcher::run(shared.clone(), submit_rx)));
     tasks.push(tokio::spawn(checkpointer::run(
@@ -339,12 +324,19 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
 async fn serve(
     config: &NodeConfig,
     tls: &TlsMaterial,
-    ledger_service: LedgerServer<LedgerService>,
-    cluster_service: ClusterServer<ClusterService>,
+    shared: &Arc<NodeShared>,
     shutdown_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(SocketAddr, SocketAddr), StartError> {
     use tonic::transport::server::TcpIncoming;
+
+    use crate::raft::network::CLUSTER_MESSAGE_BYTES_MAX;
+    let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()))
+        .max_decoding_message_size(config.limits.request_bytes_max)
+        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
+    let cluster_service = ClusterServer::new(ClusterService::new(shared.clone()))
+        .max_decoding_message_size(CLUSTER_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
     use tonic::transport::Server;
 
     let public = bind(&config.node.public_listen).await?;
@@ -363,7 +355,7 @@ async fn serve(
         .tls_config(tls.public_server())
         .map_err(tls_err)?
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(20)));
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)));
     let router = public_server.add_service(ledger_service);
     let rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -398,12 +390,13 @@ async fn serve(
 async fn serve(
     config: &NodeConfig,
     _tls: &TlsMaterial,
-    ledger_service: LedgerServer<LedgerService>,
-    cluster_service: ClusterServer<ClusterService>,
+    shared: &Arc<NodeShared>,
     shutdown_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(SocketAddr, SocketAddr), StartError> {
     use tonic::transport::Server;
+    let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()));
+    let cluster_service = ClusterServer::new(ClusterService::new(shared.clone()));
     let parse = |a: &str| {
         a.parse::<SocketAddr>().map_err(|e| StartError::Listen {
             addr: a.to_string(),

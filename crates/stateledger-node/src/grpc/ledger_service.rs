@@ -99,7 +99,7 @@ pub async fn wait_checkpoint(
         if let Some(note) = satisfies(&rx.borrow_and_update()) {
             return Ok(note);
         }
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
+        match tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), rx.changed()).await {
             Ok(Ok(())) => {}
             _ => {
                 return Err(Status::deadline_exceeded(format!(
@@ -163,7 +163,12 @@ async fn wait_published_covering(
         if covers() {
             return Ok(());
         }
-        match tokio::time::timeout_at(deadline, progress.changed()).await {
+        match tokio::time::timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            progress.changed(),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             _ => {
                 return Err(Status::deadline_exceeded(format!(
