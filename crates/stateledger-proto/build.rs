@@ -22,10 +22,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(&protos, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
 
+    // JSON for records (record.proto only): serde derives, bytes as base64, missing fields default,
+    // oneof bodies as {"code": {...}}.
+    let record_messages = [
+        "Record",
+        "Artifact",
+        "CodeState",
+        "ConfigSnapshot",
+        "ConfigEntry",
+        "EnvironmentState",
+        "Runtime",
+        "FeatureFlag",
+        "TimeSource",
+        "Mutation",
+        "KafkaRef",
+        "DatabaseTx",
+        "Nondeterminism",
+        "RandomSeed",
+        "ClockReading",
+        "ExternalCall",
+        "StateDigest",
+        "Policy",
+        "WriterGrant",
+        "SignedRecord",
+    ];
+    let record_oneofs = [
+        "Record.body",
+        "Mutation.external_ref",
+        "Nondeterminism.capture",
+        "Policy.change",
+    ];
+    let bytes_fields = [
+        "RandomSeed.seed",
+        "ExternalCall.response",
+        "WriterGrant.writer_key",
+        "SignedRecord.record",
+        "SignedRecord.writer_key",
+        "SignedRecord.signature",
+    ];
+    let derive = "#[derive(serde::Serialize, serde::Deserialize)]";
+
     if std::env::var_os("CARGO_FEATURE_GRPC").is_some() {
         let fds_path = out.join("stateledger_descriptor.bin");
         std::fs::write(&fds_path, prost::Message::encode_to_vec(&fds))?;
-        madsim_tonic_build::configure()
+        let mut builder = madsim_tonic_build::configure();
+        for m in record_messages {
+            let path = format!(".stateledger.v1.{m}");
+            builder = builder
+                .message_attribute(&path, derive)
+                .message_attribute(&path, "#[serde(default, deny_unknown_fields)]");
+        }
+        for o in record_oneofs {
+            builder = builder
+                .enum_attribute(format!(".stateledger.v1.{o}"), derive)
+                .enum_attribute(
+                    format!(".stateledger.v1.{o}"),
+                    "#[serde(rename_all = \"snake_case\")]",
+                );
+        }
+        for f in bytes_fields {
+            builder = builder.field_attribute(
+                format!(".stateledger.v1.{f}"),
+                "#[serde(with = \"crate::base64_bytes\")]",
+            );
+        }
+        builder
             .file_descriptor_set_path(&fds_path)
             .skip_protoc_run()
             .build_client(true)
@@ -33,7 +94,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .emit_rerun_if_changed(false)
             .compile_protos(&protos, &[root])?;
     } else {
-        prost_build::Config::new().compile_fds(fds)?;
+        let mut config = prost_build::Config::new();
+        for m in record_messages {
+            let path = format!(".stateledger.v1.{m}");
+            config.message_attribute(&path, derive);
+            config.message_attribute(&path, "#[serde(default, deny_unknown_fields)]");
+        }
+        for o in record_oneofs {
+            config.enum_attribute(format!(".stateledger.v1.{o}"), derive);
+            config.enum_attribute(
+                format!(".stateledger.v1.{o}"),
+                "#[serde(rename_all = \"snake_case\")]",
+            );
+        }
+        for f in bytes_fields {
+            config.field_attribute(
+                format!(".stateledger.v1.{f}"),
+                "#[serde(with = \"crate::base64_bytes\")]",
+            );
+        }
+        config.compile_fds(fds)?;
     }
     Ok(())
 }

@@ -3,7 +3,25 @@
 //! The messages are always present; the gRPC stubs only with the `grpc` feature, so the pure
 //! `stateledger-core` can use the record model without pulling in tonic.
 
-/// `package stateledger.v1`.
+/// Serde helper: bytes as standard padded base64 in JSON.
+pub mod base64_bytes {
+    use base64::Engine as _;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
+    }
+}
+
+/// `package stateledger.v1`. Record messages (record.proto) also have a JSON form through serde:
+/// field names as in the proto, bytes as base64, a body as `{"code": {...}}`, missing fields
+/// default, unknown fields rejected.
 #[allow(clippy::all, missing_debug_implementations, missing_docs)]
 pub mod v1 {
     #[cfg(all(feature = "grpc", madsim))]

@@ -675,3 +675,34 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn records_have_a_json_form() {
+        let json = r#"{
+            "system": "orders-service",
+            "observed_at_unix_nanos": 1700000000000000000,
+            "body": {"nondeterminism": {"capture_id": "seed-1", "capture": {"seed": {"name": "pricing", "seed": "AQID"}}}}
+        }"#;
+        let record: pb::Record = serde_json::from_str(json).expect("parses");
+        validate(&record).expect("valid");
+        let Some(Body::Nondeterminism(n)) = &record.body else {
+            panic!("wrong body")
+        };
+        assert_eq!(
+            n.capture,
+            Some(pb::nondeterminism::Capture::Seed(pb::RandomSeed {
+                name: "pricing".into(),
+                seed: vec![1, 2, 3]
+            }))
+        );
+        let back: pb::Record =
+            serde_json::from_str(&serde_json::to_string(&record).expect("serializes"))
+                .expect("parses");
+        assert_eq!(back, record);
+        assert!(serde_json::from_str::<pb::Record>(r#"{"system": "x", "bogus": 1}"#).is_err());
+    }
+}
