@@ -25,6 +25,24 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Generate an ed25519 key pair in the C2SP signed-note key formats.
     Keygen(cmd::keygen::Args),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(cmd::node::NodeCommand),
+    /// Run a local TLS cluster on loopback (creates keys, certificates and configs on first run).
+    Dev(cmd::dev::Args),
+    /// Cluster status and membership changes.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::ClusterCommand),
+    /// Sign records (JSON) and submit them; prints verified receipts.
+    Submit(cmd::submit::SubmitArgs),
+    /// Grant (or revoke) a writer the right to append records for a system (admin).
+    Grant(cmd::submit::GrantArgs),
+    /// Fetch a verified receipt for a leaf.
+    Receipt(cmd::proofs::ReceiptArgs),
+    /// Fetch a verified checkpoint.
+    Checkpoint(cmd::proofs::CheckpointArgs),
+    /// Fetch a verified consistency proof between two tree sizes.
+    Consistency(cmd::proofs::ConsistencyArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +51,16 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Keygen(args) => cmd::keygen::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Node(c) => cmd::node::run(c),
+        Command::Dev(args) => cmd::dev::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Cluster(c) => cmd::cluster::run(c).map(|()| ExitCode::SUCCESS),
+        Command::Submit(args) => cmd::submit::run_submit(args).map(|()| ExitCode::SUCCESS),
+        Command::Grant(args) => cmd::submit::run_grant(args).map(|()| ExitCode::SUCCESS),
+        Command::Receipt(args) => cmd::proofs::run_receipt(args).map(|()| ExitCode::SUCCESS),
+        Command::Checkpoint(args) => cmd::proofs::run_checkpoint(args).map(|()| ExitCode::SUCCESS),
+        Command::Consistency(args) => {
+            cmd::proofs::run_consistency(args).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,20 @@
 //! One module per subcommand.
 
+pub mod cluster;
 pub mod demo;
+pub mod dev;
 pub mod keygen;
+pub mod node;
+pub mod profile;
+pub mod proofs;
+pub mod submit;
+pub mod time;
 pub mod verify;
+
+/// A multi-threaded runtime for commands that talk to a cluster.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
