@@ -43,6 +43,12 @@ enum Command {
     Checkpoint(cmd::proofs::CheckpointArgs),
     /// Fetch a verified consistency proof between two tree sizes.
     Consistency(cmd::proofs::ConsistencyArgs),
+    /// Reconstruct S(T) for a system with a verified state proof and a verdict.
+    Reconstruct(cmd::reconstruct::ReconstructArgs),
+    /// Enforced mode: exit 0 only if the system's state at T reconstructs exactly.
+    Gate(cmd::reconstruct::GateArgs),
+    /// Forensic report (text and HTML timeline) of a state proof, verified first.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,11 @@ fn main() -> ExitCode {
         Command::Consistency(args) => {
             cmd::proofs::run_consistency(args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Reconstruct(args) => {
+            cmd::reconstruct::run_reconstruct(args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Gate(args) => cmd::reconstruct::run_gate(args),
+        Command::Report(args) => cmd::report::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

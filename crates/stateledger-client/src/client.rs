@@ -7,8 +7,11 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use stateledger_core::documents::{ConsistencyDocument, Receipt, ReceiptSummary, VerifyError};
 use stateledger_core::hash::Hash;
+use stateledger_core::heads::{Head, HeadProof, HeadTerminal, SystemKey};
 use stateledger_core::leaf::Leaf;
+use stateledger_core::merkle::LeafIndex;
 use stateledger_core::record::{pb, CheckedRecord};
+use stateledger_core::state::{Boundary, ProvenLeaf, StateProof, StateProofSummary};
 use stateledger_core::trust::{TrustPolicy, VerifiedCheckpoint};
 use stateledger_proto::v1::ledger_client::LedgerClient as Grpc;
 use tonic::transport::Channel;
@@ -454,6 +457,24 @@ impl LedgerClient {
         Ok((resp, endpoint))
     }
 
+    /// Reconstructs S(T) for `system` at ledger time `at` with a state proof: the node serves
+    /// proven material, and this client checks every leaf, the back-link chain, the completeness
+    /// boundary and the checkpoint, then folds the state itself. A node that leaves out a record
+    /// of the system is caught here. The checkpoint must also be consistent with every one this
+    /// client verified before.
+    pub async fn state_proof(
+        &self,
+        system: &str,
+        at: u64,
+        wait: Duration,
+    ) -> Result<(StateProof, StateProofSummary), ClientError> {
+        let (resp, endpoint) = self.system_history(system, at, wait).await?;
+        let (proof, summary) =
+            state_proof_from_history(system, at, resp, &endpoint, &self.policy())?;
+        self.observe(summary.checkpoint.clone()).await?;
+        Ok((proof, summary))
+    }
+
     /// Status of one node (by endpoint) or of whichever node answers first.
     pub async fn status(&self, endpoint: Option<&str>) -> Result<pb::StatusResponse, ClientError> {
         match endpoint {
@@ -475,4 +496,70 @@ impl LedgerClient {
                 .0),
         }
     }
+}
+
+fn proven_leaf(p: &pb::ProvenLeaf, endpoint: &str) -> Result<ProvenLeaf, ClientError> {
+    let leaf = Leaf::decode(&p.leaf).map_err(|e| ClientError::Malformed {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(ProvenLeaf {
+        leaf_index: leaf.index.0,
+        leaf: p.leaf.clone(),
+        inclusion_proof: hashes(&p.inclusion_proof, endpoint)?,
+    })
+}
+
+/// Turns a node's history answer into a verified state proof (see
+/// [`LedgerClient::state_proof`]). Public so tests can feed it tampered answers.
+pub fn state_proof_from_history(
+    system: &str,
+    at: u64,
+    resp: pb::GetSystemHistoryResponse,
+    endpoint: &str,
+    policy: &stateledger_core::trust::TrustPolicy,
+) -> Result<(StateProof, StateProofSummary), ClientError> {
+    let malformed = |reason: &str| ClientError::Malformed {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
+    };
+    let leaves = resp
+        .leaves
+        .iter()
+        .map(|p| proven_leaf(p, endpoint))
+        .collect::<Result<Vec<_>, _>>()?;
+    let boundary = match (&resp.next, &resp.head_proof) {
+        (Some(next), _) => Boundary::Next(proven_leaf(next, endpoint)?),
+        (None, Some(h)) => {
+            let terminal = match &h.terminal {
+                Some(pb::head_proof::Terminal::Empty(_)) => HeadTerminal::Empty,
+                Some(pb::head_proof::Terminal::Leaf(l)) => HeadTerminal::Leaf {
+                    key: SystemKey(
+                        Hash::from_slice(&l.key)
+                            .ok_or_else(|| malformed("head key is not 32 bytes"))?,
+                    ),
+                    head: Head {
+                        index: LeafIndex(l.head_index),
+                        count: l.count,
+                    },
+                },
+                None => return Err(malformed("head proof without terminal")),
+            };
+            Boundary::Head(HeadProof {
+                siblings: hashes(&h.siblings, endpoint)?,
+                terminal,
+            })
+        }
+        (None, None) => {
+            return Err(malformed(
+                "no completeness boundary (neither next leaf nor head proof)",
+            ))
+        }
+    };
+    StateProof::build(system, at, resp.checkpoint, leaves, boundary, policy).map_err(|error| {
+        ClientError::Verify {
+            endpoint: endpoint.to_string(),
+            error,
+        }
+    })
 }

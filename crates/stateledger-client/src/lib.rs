@@ -16,6 +16,6 @@ pub mod connection;
 pub mod error;
 
 pub use checkpoints::CheckpointTracker;
-pub use client::{LedgerClient, Submitted};
+pub use client::{state_proof_from_history, LedgerClient, Submitted};
 pub use connection::ConnectOptions;
 pub use error::ClientError;

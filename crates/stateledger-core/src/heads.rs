@@ -132,6 +132,7 @@ pub enum HeadTerminal {
 /// Proof of a system's head (or absence) in the head map. `siblings` run bottom up: the first is
 /// the sibling of the terminal node, the last the child of the root.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HeadProof {
     pub siblings: Vec<Hash>,
     pub terminal: HeadTerminal,

@@ -19,4 +19,5 @@ pub mod limits;
 pub mod merkle;
 pub mod note;
 pub mod record;
+pub mod state;
 pub mod trust;

@@ -7,6 +7,8 @@ pub mod keygen;
 pub mod node;
 pub mod profile;
 pub mod proofs;
+pub mod reconstruct;
+pub mod report;
 pub mod submit;
 pub mod time;
 pub mod verify;

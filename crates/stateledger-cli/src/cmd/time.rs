@@ -25,7 +25,6 @@ pub fn parse_time(text: &str) -> anyhow::Result<u64> {
     Ok(nanos as u64)
 }
 
-#[allow(dead_code)] // used by reconstruct (next)
 pub fn format_time(nanos: u64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
         .ok()

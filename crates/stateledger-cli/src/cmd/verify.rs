@@ -113,6 +113,27 @@ fn describe(v: &Verified, policy: &TrustPolicy) -> (&'static str, String) {
                 c.old.checkpoint.size, c.old.checkpoint.root, c.new.checkpoint.size, c.new.checkpoint.root
             ),
         ),
+        Verified::StateProof(s) => (
+            "state_proof",
+            format!(
+                "S(T) of {:?} at {} ({} records, digest {}) is complete and proven against the log of size {}, {}; verdict {}{}",
+                s.state.system,
+                s.state.at,
+                s.state.records,
+                s.state_digest,
+                s.checkpoint.checkpoint.size,
+                signed_by(&s.checkpoint.signers, policy),
+                s.verdict.result,
+                if s.verdict.is_exact() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        s.verdict.reasons.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; ")
+                    )
+                }
+            ),
+        ),
         Verified::Checkpoint(c) => (
             "checkpoint",
             format!(

@@ -44,6 +44,31 @@ pub enum VerifyError {
     Consistency(ProofError),
     #[error("the two checkpoints have different origins {old:?} and {new:?}")]
     OriginsDiffer { old: String, new: String },
+    #[error("leaf {leaf_index} belongs to system {found:?}, not {expected:?}")]
+    StateSystem {
+        leaf_index: u64,
+        found: String,
+        expected: String,
+    },
+    #[error("leaf {leaf_index} has ledger time {ledger_time}, after T = {at}")]
+    StateLeafAfterT {
+        leaf_index: u64,
+        ledger_time: u64,
+        at: u64,
+    },
+    #[error("back-link chain broken at position {position} (leaf {leaf_index}): it links to {found_prev:?} but the previous shown leaf is {expected_prev:?} — a leaf of the system is missing or out of order")]
+    StateChain {
+        position: usize,
+        leaf_index: u64,
+        expected_prev: Option<u64>,
+        found_prev: Option<u64>,
+    },
+    #[error("completeness boundary: {reason}")]
+    StateBoundary { reason: String },
+    #[error("the checkpoint's time {checkpoint_time} is before T = {at}: it does not cover T, so records up to T may lie beyond it")]
+    StateNotCovered { checkpoint_time: u64, at: u64 },
+    #[error("recomputed {what} does not match: {detail}")]
+    StateRecomputed { what: String, detail: String },
 }
 
 impl VerifyError {
@@ -62,6 +87,12 @@ impl VerifyError {
             VerifyError::Inclusion(_) => "inclusion_proof",
             VerifyError::Consistency(_) => "consistency_proof",
             VerifyError::OriginsDiffer { .. } => "checkpoint_origin",
+            VerifyError::StateSystem { .. } => "state_system",
+            VerifyError::StateLeafAfterT { .. } => "state_time",
+            VerifyError::StateChain { .. } => "state_chain",
+            VerifyError::StateBoundary { .. } => "state_boundary",
+            VerifyError::StateNotCovered { .. } => "state_checkpoint_time",
+            VerifyError::StateRecomputed { .. } => "state_recomputed",
         }
     }
 }
@@ -71,6 +102,7 @@ impl VerifyError {
 pub enum Document {
     Receipt(Receipt),
     Consistency(ConsistencyDocument),
+    StateProof(Box<crate::state::StateProof>),
     /// A bare signed checkpoint note.
     Checkpoint(String),
 }
@@ -80,6 +112,7 @@ pub enum Document {
 pub enum Verified {
     Receipt(ReceiptSummary),
     Consistency(ConsistencySummary),
+    StateProof(Box<crate::state::StateProofSummary>),
     Checkpoint(VerifiedCheckpoint),
 }
 
@@ -97,8 +130,8 @@ impl Document {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_none() {
             return Err(VerifyError::Document {
-                reason: "it is empty; expected a receipt or consistency proof (JSON) or a \
-                         checkpoint note"
+                reason: "it is empty; expected a receipt, consistency proof or state proof \
+                         (JSON) or a checkpoint note"
                     .to_string(),
             });
         }
@@ -120,9 +153,12 @@ impl Document {
             CONSISTENCY_FORMAT => Ok(Document::Consistency(
                 serde_json::from_slice(bytes).map_err(json_error)?,
             )),
+            crate::state::STATE_PROOF_FORMAT => Ok(Document::StateProof(Box::new(
+                serde_json::from_slice(bytes).map_err(json_error)?,
+            ))),
             other => Err(VerifyError::Format {
                 found: other.to_string(),
-                expected: "stateledger.receipt.v1 or stateledger.consistency_proof.v1",
+                expected: "stateledger.receipt.v1, stateledger.consistency_proof.v1 or stateledger.state_proof.v1",
             }),
         }
     }
@@ -131,6 +167,7 @@ impl Document {
         match self {
             Document::Receipt(r) => r.verify(policy).map(Verified::Receipt),
             Document::Consistency(c) => c.verify(policy).map(Verified::Consistency),
+            Document::StateProof(s) => s.verify(policy).map(|v| Verified::StateProof(Box::new(v))),
             Document::Checkpoint(text) => Ok(Verified::Checkpoint(policy.verify_checkpoint(text)?)),
         }
     }

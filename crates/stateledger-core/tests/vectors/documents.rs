@@ -869,6 +869,7 @@ pub fn kind_of(v: &Verified) -> &'static str {
     match v {
         Verified::Receipt(_) => "receipt",
         Verified::Consistency(_) => "consistency_proof",
+        Verified::StateProof(_) => "state_proof",
         Verified::Checkpoint(_) => "checkpoint",
     }
 }
