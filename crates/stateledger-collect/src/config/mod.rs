@@ -1,0 +1,18 @@
+//! The configuration dimension: a complete snapshot of files, directories and environment
+//! variables, or a rejection naming every reason it would be partial. Secrets are redacted with a
+//! keyed digest whose salt stays with the caller.
+
+mod collector;
+mod error;
+pub mod placeholder;
+mod salt;
+pub mod secret;
+
+pub use collector::{ConfigCollection, ConfigCollector, Redaction};
+pub use error::{ConfigError, ConfigRejection};
+pub use salt::{
+    verify_redacted, RedactedMismatch, Salt, SaltError, REDACTED_DIGEST_PREFIX, SALT_BYTES,
+};
+
+#[cfg(test)]
+mod tests;
