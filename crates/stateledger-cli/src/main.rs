@@ -49,6 +49,11 @@ enum Command {
     Gate(cmd::reconstruct::GateArgs),
     /// Forensic report (text and HTML timeline) of a state proof, verified first.
     Report(cmd::report::ReportArgs),
+    /// Replay a state proof's mutations through a reducer and compare with the recorded state digests.
+    Replay(cmd::replay::ReplayArgs),
+    /// The example reducer of the demo (the replay protocol on stdin/stdout).
+    #[command(hide = true)]
+    ExampleReducer,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,8 @@ fn main() -> ExitCode {
         }
         Command::Gate(args) => cmd::reconstruct::run_gate(args),
         Command::Report(args) => cmd::report::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::ExampleReducer => cmd::replay::run_example_reducer().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

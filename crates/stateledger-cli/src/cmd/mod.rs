@@ -8,6 +8,7 @@ pub mod node;
 pub mod profile;
 pub mod proofs;
 pub mod reconstruct;
+pub mod replay;
 pub mod report;
 pub mod submit;
 pub mod time;

@@ -56,7 +56,7 @@ pub enum VerifyError {
         ledger_time: u64,
         at: u64,
     },
-    #[error("back-link chain broken at position {position} (leaf {leaf_index}): it links to {found_prev:?} but the previous shown leaf is {expected_prev:?} — a leaf of the system is missing or out of order")]
+    #[error("back-link chain broken at position {position} (leaf {leaf_index}): it links to {} but the previous shown leaf is {} — a leaf of the system is missing or out of order", describe_link(*found_prev), describe_link(*expected_prev))]
     StateChain {
         position: usize,
         leaf_index: u64,
@@ -69,6 +69,14 @@ pub enum VerifyError {
     StateNotCovered { checkpoint_time: u64, at: u64 },
     #[error("recomputed {what} does not match: {detail}")]
     StateRecomputed { what: String, detail: String },
+}
+
+/// "leaf N" or "none (first leaf of the system)".
+fn describe_link(link: Option<u64>) -> String {
+    match link {
+        Some(i) => format!("leaf {i}"),
+        None => "none (the system's first leaf)".to_string(),
+    }
 }
 
 impl VerifyError {

@@ -4,6 +4,7 @@
 pub mod fold;
 pub mod model;
 pub mod proof;
+pub mod replay;
 pub mod rules;
 
 pub use fold::fold;
