@@ -66,6 +66,39 @@ pub fn seed(capture_id: &str, name: &str, seed: &[u8]) -> Result<pb::Nondetermin
     )
 }
 
+/// A seed as written on a command line or in a file.
+#[derive(Debug, Clone, Copy)]
+pub enum SeedText<'a> {
+    Hex(&'a str),
+    Base64(&'a str),
+    /// An integer seed, recorded as its 8 bytes big-endian.
+    U64(u64),
+}
+
+/// The seed bytes a [`SeedText`] stands for.
+pub fn decode_seed(text: SeedText<'_>) -> Result<Vec<u8>, CaptureError> {
+    use base64::Engine as _;
+    let invalid = |reason: String| CaptureError::Invalid {
+        field: "seed",
+        reason,
+    };
+    match text {
+        SeedText::Hex(h) => hex::decode(h.trim()).map_err(|e| invalid(format!("not hex: {e}"))),
+        SeedText::Base64(b) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| invalid(format!("not base64: {e}"))),
+        SeedText::U64(n) => Ok(n.to_be_bytes().to_vec()),
+    }
+}
+
+/// A fresh 32-byte seed from the operating system's random source.
+pub fn random_seed() -> [u8; 32] {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
 /// A clock reading (e.g. clock `wall`), in nanoseconds since the Unix epoch.
 pub fn clock(
     capture_id: &str,
@@ -173,6 +206,21 @@ mod tests {
                 field: "capture_id"
             })
         );
+    }
+
+    #[test]
+    fn seed_texts() {
+        assert_eq!(decode_seed(SeedText::Hex("0a0B")), Ok(vec![10, 11]));
+        assert_eq!(decode_seed(SeedText::Base64("AQID")), Ok(vec![1, 2, 3]));
+        assert_eq!(
+            decode_seed(SeedText::U64(258)),
+            Ok(vec![0, 0, 0, 0, 0, 0, 1, 2])
+        );
+        assert!(matches!(
+            decode_seed(SeedText::Hex("xyz")),
+            Err(CaptureError::Invalid { field: "seed", .. })
+        ));
+        assert_ne!(random_seed(), random_seed());
     }
 
     #[test]
