@@ -37,14 +37,21 @@ pub fn sha256_file(path: &Path, max_bytes: u64) -> std::io::Result<(String, u64)
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }
 
-/// Checks a digest given from outside and returns it in canonical form: surrounding whitespace
-/// trimmed, hex lower-cased. Only the algorithms the ledger accepts pass; the error says why not.
+/// Checks a content digest given from outside and returns it in canonical form: surrounding
+/// whitespace trimmed, hex lower-cased. Only the content-digest algorithms the ledger accepts pass
+/// (`hmac-sha256` is not one: it marks redacted config values only); the error says why not.
 pub fn parse_digest(text: &str) -> Result<String, String> {
     let text = text.trim();
     let canonical = match text.split_once(':') {
         Some((alg, hex)) => format!("{}:{}", alg.to_ascii_lowercase(), hex.to_ascii_lowercase()),
         None => text.to_string(),
     };
+    if canonical.starts_with("hmac-sha256:") {
+        return Err(
+            "hmac-sha256 is only for redacted config values; use sha256, sha512 or blake3"
+                .to_string(),
+        );
+    }
     check_digest(&canonical)?;
     Ok(canonical)
 }
@@ -86,5 +93,6 @@ mod tests {
         assert!(parse_digest("md5:abc").is_err());
         assert!(parse_digest("sha256:xyz").is_err());
         assert!(parse_digest("deadbeef").is_err());
+        assert!(parse_digest(&format!("hmac-sha256:{}", "ab".repeat(32))).is_err());
     }
 }

@@ -8,7 +8,8 @@ use prost::Message as _;
 use stateledger_core::limits::{
     CONFIG_ENTRIES_MAX, CONFIG_VALUE_BYTES_MAX, RECORD_BYTES_MAX, TEXT_BYTES_MAX,
 };
-use stateledger_core::record::pb;
+use stateledger_core::record::validate::validate;
+use stateledger_core::record::{pb, Body};
 
 use super::error::{ConfigError, ConfigRejection};
 use super::placeholder::{find_placeholders, PlaceholderForm};
@@ -33,10 +34,12 @@ use crate::limits::{
 /// placeholder whose variable is not provided; too many entries or bytes for one record.
 ///
 /// Clear values: an entry's `value` is set only when the value is not secret, is UTF-8, at most
-/// `CONFIG_VALUE_BYTES_MAX` bytes and holds no control character (the ledger refuses those in
-/// text fields). So a multi-line file is recorded by digest and size only — never escaped — and
-/// for every entry with a value, `digest == sha256(value)` holds byte for byte. If the snapshot
-/// would not fit one record, clear values are dropped (largest first) until it does.
+/// `CONFIG_VALUE_BYTES_MAX` bytes and the ledger accepts it as a clear value (its validator is
+/// asked; it refuses control characters — whether a newline or tab counts follows the core's rule,
+/// so a multi-line file is kept in clear exactly when the ledger allows it). Values are never
+/// escaped: for every entry with a value, `digest == sha256(value)` holds byte for byte; any other
+/// value is recorded by digest and size only. If the snapshot would not fit one record, clear
+/// values are dropped (largest first) until it does.
 ///
 /// Secrets: see `secret.rs` for what counts. A secret entry has `redacted = true`, no value, and
 /// digest `hmac-sha256:<hex>` keyed by the snapshot's salt, returned in
@@ -670,14 +673,39 @@ fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(bytes)
 }
 
-/// The clear value of a non-secret entry, or empty when it cannot be kept byte for byte.
+/// The clear value of a non-secret entry, or empty when it cannot be kept byte for byte: not
+/// UTF-8, longer than `CONFIG_VALUE_BYTES_MAX`, or holding characters the ledger refuses in a
+/// clear value. The last is asked of the ledger's own validator, so the rule lives in one place
+/// (today it refuses control characters; newlines and tabs follow whatever the core allows).
 fn clear_value(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(text) if text.len() <= CONFIG_VALUE_BYTES_MAX && !text.chars().any(char::is_control) => {
+        Ok(text) if text.len() <= CONFIG_VALUE_BYTES_MAX && ledger_accepts_value(text) => {
             text.to_string()
         }
         _ => String::new(),
     }
+}
+
+/// True if the ledger accepts `text` as the clear value of a config entry.
+pub(crate) fn ledger_accepts_value(text: &str) -> bool {
+    let probe = pb::Record {
+        system: "probe".to_string(),
+        scope: String::new(),
+        observed_at_unix_nanos: 1,
+        body: Some(Body::Config(pb::ConfigSnapshot {
+            version: "probe".to_string(),
+            complete: true,
+            entries: vec![pb::ConfigEntry {
+                key: "probe".to_string(),
+                source: "file".to_string(),
+                digest: sha256_digest(text.as_bytes()),
+                value: text.to_string(),
+                size: text.len() as u64,
+                ..Default::default()
+            }],
+        })),
+    };
+    validate(&probe).is_ok()
 }
 
 fn build(

@@ -88,9 +88,16 @@ fn complete_snapshot_of_files_directories_and_environment() {
         ("dir", "a = 1", 5)
     );
     assert_eq!(e.digest, sha256_digest(b"a = 1"));
-    // Multi-line values are kept by digest only: the ledger refuses control characters in text.
+    // A multi-line value is kept in clear exactly when the ledger accepts newlines in a clear
+    // value; never escaped.
     let e = entry(s, &key_of(&app));
-    assert_eq!((e.source.as_str(), e.value.as_str()), ("file", ""));
+    let multiline_kept = super::collector::ledger_accepts_value("a\nb");
+    let want = if multiline_kept {
+        "port: 8080\nregion: eu\n"
+    } else {
+        ""
+    };
+    assert_eq!((e.source.as_str(), e.value.as_str()), ("file", want));
     assert_eq!(e.digest, sha256_digest(b"port: 8080\nregion: eu\n"));
     assert_eq!(e.size, 22);
     let e = entry(s, "env:LOG_LEVEL");
@@ -530,7 +537,20 @@ fn values_with_control_characters_or_binary_are_kept_by_digest() {
     let e = entry(&out.snapshot, &key_of(&bin));
     assert_eq!((e.value.as_str(), e.size), ("", 3));
     assert_eq!(e.digest, sha256_digest(&[0xff, 0x00, 0x01]));
-    assert_eq!(entry(&out.snapshot, "env:BANNER").value, "");
+    let banner = entry(&out.snapshot, "env:BANNER");
+    let tab_kept = super::collector::ledger_accepts_value("a\tb");
+    assert_eq!(banner.value, if tab_kept { "a\tb" } else { "" });
+    assert_eq!(banner.digest, sha256_digest(b"a\tb"));
+
+    // A carriage return or an escape sequence is never kept in clear (nor escaped).
+    let out = collector(&[("A", "x\r\ny"), ("B", "\u{1b}[0m")])
+        .env_prefix("")
+        .collect()
+        .expect("ok");
+    for e in &out.snapshot.entries {
+        assert_eq!(e.value, "", "{}", e.key);
+    }
+    record_json(&out.snapshot);
     record_json(&out.snapshot);
 }
 
