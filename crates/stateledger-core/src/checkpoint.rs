@@ -34,14 +34,51 @@ pub struct Checkpoint {
 pub enum CheckpointBodyError {
     #[error("checkpoint body must have exactly 5 lines (origin, size, root, time, heads), found {found}")]
     LineCount { found: usize },
-    #[error("checkpoint origin is empty, longer than {ORIGIN_BYTES_MAX} bytes, or has surrounding spaces")]
-    Origin,
+    #[error("checkpoint origin is not valid: {reason}")]
+    Origin { reason: &'static str },
     #[error("checkpoint {line} line {found:?} is not valid: {reason}")]
     Line {
         line: &'static str,
         found: String,
         reason: &'static str,
     },
+}
+
+/// The names of the five body lines, in order.
+const LINE_NAMES: [&str; 5] = ["origin", "size", "root", "time", "heads"];
+
+/// Checks an origin (the first checkpoint line, and a trust policy's `origin`): non-empty, at most
+/// [`ORIGIN_BYTES_MAX`] bytes, no leading or trailing whitespace and no control characters (a
+/// signed note cannot carry any other than the line ends). Returns what is wrong.
+pub fn check_origin(origin: &str) -> Result<(), &'static str> {
+    if origin.is_empty() {
+        return Err("it is empty");
+    }
+    if origin.len() > ORIGIN_BYTES_MAX {
+        return Err("it is longer than 256 bytes");
+    }
+    if origin.trim() != origin {
+        return Err("it has leading or trailing whitespace");
+    }
+    if origin.chars().any(char::is_control) {
+        return Err("it contains a control character");
+    }
+    Ok(())
+}
+
+/// Names the first line of `text` that differs from the canonical `canonical` text.
+fn non_canonical_line(canonical: &str, text: &str) -> CheckpointBodyError {
+    let (line, found) = canonical
+        .split('\n')
+        .zip(text.split('\n'))
+        .zip(LINE_NAMES)
+        .find(|((c, t), _)| c != t)
+        .map_or(("origin", text), |((_, t), name)| (name, t));
+    CheckpointBodyError::Line {
+        line,
+        found: found.chars().take(64).collect(),
+        reason: "not in canonical form (re-serialising the parsed value gives another line)",
+    }
 }
 
 fn parse_decimal(line: &'static str, text: &str) -> Result<u64, CheckpointBodyError> {
@@ -89,9 +126,7 @@ impl Checkpoint {
             return Err(CheckpointBodyError::LineCount { found: lines.len() });
         }
         let origin = lines[0];
-        if origin.is_empty() || origin.len() > ORIGIN_BYTES_MAX || origin.trim() != origin {
-            return Err(CheckpointBodyError::Origin);
-        }
+        check_origin(origin).map_err(|reason| CheckpointBodyError::Origin { reason })?;
         let size = parse_decimal("size", lines[1])?;
         let root = parse_hash("root", lines[2])?;
         let time = lines[3]
@@ -117,13 +152,14 @@ impl Checkpoint {
             time: LedgerTime(time),
             heads_root,
         };
-        // Base64 decoding accepts some non-canonical forms; the text must be the canonical one.
-        if cp.to_text() != text {
-            return Err(CheckpointBodyError::Line {
-                line: "root",
-                found: lines[2].chars().take(64).collect(),
-                reason: "hash is not in canonical base64",
-            });
+        // The text must be the canonical one. With the parsers above this cannot fail: the origin
+        // is kept verbatim, the decimals admit only digits without leading zeros, and the base64
+        // engine (padding required, non-zero trailing bits refused) accepts only the encoding of
+        // the bytes it returns — `non_canonical_base64_is_refused_on_its_own_line` checks that.
+        // The re-check stays as a guard should a parser ever become lenient.
+        let canonical = cp.to_text();
+        if canonical != text {
+            return Err(non_canonical_line(&canonical, text));
         }
         Ok(cp)
     }
@@ -158,5 +194,83 @@ mod tests {
         assert!(Checkpoint::parse(t.trim_end()).is_err());
         assert!(Checkpoint::parse(&t.replacen("time ", "time  ", 1)).is_err());
         assert!(Checkpoint::parse(&t.replacen("stateledger", " stateledger", 1)).is_err());
+    }
+
+    fn line_of(r: Result<Checkpoint, CheckpointBodyError>) -> &'static str {
+        match r {
+            Err(CheckpointBodyError::Line { line, .. }) => line,
+            other => panic!("expected a line error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_canonical_base64_is_refused_on_its_own_line() {
+        // The last base64 digit of a 32-byte value carries 4 bits of data and 2 unused bits;
+        // setting an unused bit gives a string that lenient decoders map to the same hash.
+        let bump = |b64: &str| {
+            let mut chars: Vec<char> = b64.chars().collect();
+            let i = chars.len() - 2;
+            const ALPHABET: &str =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let v = ALPHABET.find(chars[i]).expect("base64 digit");
+            chars[i] = ALPHABET.as_bytes()[v | 1] as char;
+            chars.into_iter().collect::<String>()
+        };
+        let c = cp();
+        let t = c.to_text();
+        let root = c.root.to_base64();
+        let heads = c.heads_root.to_base64();
+        assert_ne!(bump(&root), root);
+        assert_eq!(
+            line_of(Checkpoint::parse(&t.replacen(&root, &bump(&root), 1))),
+            "root"
+        );
+        assert_eq!(
+            line_of(Checkpoint::parse(&t.replacen(&heads, &bump(&heads), 1))),
+            "heads"
+        );
+        // Padding left out.
+        assert_eq!(
+            line_of(Checkpoint::parse(&t.replacen(
+                &heads,
+                heads.trim_end_matches('='),
+                1
+            ))),
+            "heads"
+        );
+    }
+
+    #[test]
+    fn the_canonical_form_check_names_the_line_that_differs() {
+        let canonical = cp().to_text();
+        for (i, name) in LINE_NAMES.iter().enumerate() {
+            let mut lines: Vec<String> = canonical.split('\n').map(str::to_string).collect();
+            lines[i].push('x');
+            let text = lines.join("\n");
+            match non_canonical_line(&canonical, &text) {
+                CheckpointBodyError::Line { line, found, .. } => {
+                    assert_eq!(line, *name);
+                    assert_eq!(found, lines[i]);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(check_origin("stateledger.example/prod"), Ok(()));
+        for bad in ["", " o", "o ", "o\tp", "o\u{85}p"] {
+            assert!(check_origin(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_origin(&"o".repeat(ORIGIN_BYTES_MAX)).is_ok());
+        assert!(check_origin(&"o".repeat(ORIGIN_BYTES_MAX + 1)).is_err());
+        let t = cp()
+            .to_text()
+            .replacen("stateledger.example/prod", "a\u{7f}b", 1);
+        assert!(matches!(
+            Checkpoint::parse(&t),
+            Err(CheckpointBodyError::Origin { .. })
+        ));
     }
 }

@@ -10,7 +10,7 @@
 //! }
 //! ```
 
-use crate::checkpoint::{Checkpoint, CheckpointBodyError};
+use crate::checkpoint::{check_origin, Checkpoint, CheckpointBodyError};
 use crate::note::{KeyError, Note, NoteError, NoteVerifier};
 
 pub const TRUST_POLICY_FORMAT: &str = "stateledger.trust_policy.v1";
@@ -43,8 +43,15 @@ pub enum PolicyError {
     Format { found: String },
     #[error("trust policy key {index}: {source}")]
     Key { index: usize, source: KeyError },
+    #[error("trust policy origin {origin:?} can never match a checkpoint origin: {reason}")]
+    Origin {
+        origin: String,
+        reason: &'static str,
+    },
     #[error("trust policy names key {name:?} twice")]
     DuplicateKey { name: String },
+    #[error("trust policy lists the same public key under the names {first:?} and {second:?}; one signer would count twice toward the threshold")]
+    DuplicatePublicKey { first: String, second: String },
     #[error(
         "trust policy threshold {threshold} must be between 1 and the number of keys ({keys})"
     )]
@@ -93,10 +100,30 @@ impl TrustPolicy {
         threshold: usize,
         verifiers: Vec<NoteVerifier>,
     ) -> Result<TrustPolicy, PolicyError> {
+        check_origin(origin).map_err(|reason| PolicyError::Origin {
+            origin: origin.chars().take(300).collect(),
+            reason,
+        })?;
         for (i, v) in verifiers.iter().enumerate() {
             if verifiers[..i].iter().any(|w| w.name == v.name) {
                 return Err(PolicyError::DuplicateKey {
                     name: v.name.clone(),
+                });
+            }
+        }
+        // The same key under two names would let one signer count twice. Keys are compared by
+        // their prime-order component ([8]A): two encodings of one point (a `y` coordinate
+        // written as y or y + p), or a key and the same key plus a small-order point, are one
+        // signer — its holder can produce valid signatures under either.
+        let cores: Vec<_> = verifiers
+            .iter()
+            .map(|v| v.key.to_edwards().mul_by_cofactor())
+            .collect();
+        for i in 0..verifiers.len() {
+            if let Some(j) = (0..i).find(|&j| cores[j] == cores[i]) {
+                return Err(PolicyError::DuplicatePublicKey {
+                    first: verifiers[j].name.clone(),
+                    second: verifiers[i].name.clone(),
                 });
             }
         }
@@ -249,5 +276,76 @@ mod tests {
             TrustPolicy::from_json(b"{}"),
             Err(PolicyError::Json { .. })
         ));
+    }
+
+    #[test]
+    fn the_same_public_key_under_two_names_is_refused() {
+        let s = signers();
+        let mut verifiers: Vec<NoteVerifier> = s.iter().map(NoteSigner::verifier).collect();
+        let alias = NoteVerifier::new("node-1-again", s[0].verifier().key).expect("valid");
+        verifiers.push(alias);
+        assert_eq!(
+            TrustPolicy::new("o", 2, verifiers.clone()).map(|_| ()),
+            Err(PolicyError::DuplicatePublicKey {
+                first: "node-1".into(),
+                second: "node-1-again".into()
+            })
+        );
+        // Through the JSON file too.
+        let file = TrustPolicyFile {
+            format: TRUST_POLICY_FORMAT.into(),
+            origin: "o".into(),
+            threshold: 2,
+            node_keys: verifiers.iter().map(NoteVerifier::to_text).collect(),
+        };
+        assert!(matches!(
+            TrustPolicy::from_file(&file),
+            Err(PolicyError::DuplicatePublicKey { .. })
+        ));
+
+        // The key plus a small-order point is the same signer.
+        let order_8: [u8; 32] =
+            hex::decode("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+                .expect("hex")
+                .try_into()
+                .expect("32 bytes");
+        let small = ed25519_dalek::VerifyingKey::from_bytes(&order_8).expect("a curve point");
+        assert!(small.is_weak());
+        let point = s[1].verifier().key.to_edwards() + small.to_edwards();
+        let torsioned = ed25519_dalek::VerifyingKey::from_bytes(point.compress().as_bytes())
+            .expect("a valid point");
+        assert!(!torsioned.is_weak());
+        let mut verifiers: Vec<NoteVerifier> = s.iter().map(NoteSigner::verifier).collect();
+        verifiers.push(NoteVerifier::new("mixed", torsioned).expect("valid"));
+        assert!(matches!(
+            TrustPolicy::new("o", 2, verifiers),
+            Err(PolicyError::DuplicatePublicKey { .. })
+        ));
+    }
+
+    #[test]
+    fn the_origin_is_checked_like_a_checkpoint_origin() {
+        let verifiers = || {
+            signers()
+                .iter()
+                .map(NoteSigner::verifier)
+                .collect::<Vec<_>>()
+        };
+        for bad in ["", " o", "o\n", &"o".repeat(257)] {
+            assert!(
+                matches!(
+                    TrustPolicy::new(bad, 2, verifiers()),
+                    Err(PolicyError::Origin { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let err = TrustPolicy::new("o ", 2, verifiers())
+            .map(|_| ())
+            .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "trust policy origin \"o \" can never match a checkpoint origin: it has leading or trailing whitespace"
+        );
     }
 }
