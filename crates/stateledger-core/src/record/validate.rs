@@ -183,7 +183,37 @@ fn text(field: &str, value: &str, required: bool, max: usize) -> Result<(), Reco
     Ok(())
 }
 
+/// Like [`text`], but newlines and tabs are allowed: a clear configuration value may be a
+/// multi-line file. Every other control character (CR included) is still refused.
+fn multiline_text(field: &str, value: &str, required: bool, max: usize) -> Result<(), RecordError> {
+    let without_line_breaks = value.replace(['\n', '\t'], " ");
+    text(field, &without_line_breaks, required, max).map_err(|e| match e {
+        RecordError::InvalidField { field, .. } => RecordError::InvalidField {
+            field,
+            reason: "contains control characters other than newline and tab".to_string(),
+        },
+        other => other,
+    })
+}
+
+/// The digest algorithm reserved for redacted configuration values (a keyed hash of a secret).
+const REDACTED_DIGEST_PREFIX: &str = "hmac-sha256:";
+
+/// A content digest anywhere but a configuration entry: `hmac-sha256` is refused, it is reserved
+/// for redacted configuration values.
 fn digest(field: &str, value: &str, required: bool) -> Result<(), RecordError> {
+    if value.starts_with(REDACTED_DIGEST_PREFIX) {
+        return Err(invalid(
+            field,
+            "hmac-sha256 is only for redacted config entry values; use sha256, sha512 or blake3",
+        ));
+    }
+    any_digest(field, value, required)
+}
+
+/// A digest of any known algorithm, `hmac-sha256` included (configuration entries, which then
+/// check it against `redacted`).
+fn any_digest(field: &str, value: &str, required: bool) -> Result<(), RecordError> {
     if value.is_empty() {
         return if required {
             Err(RecordError::MissingField {
@@ -276,11 +306,14 @@ fn validate_code(c: &pb::CodeState) -> Result<(), RecordError> {
     text("code.repo", &c.repo, true, TEXT_BYTES_MAX)?;
     text("code.commit", &c.commit, true, 64)?;
     if !(c.commit.len() == 40 || c.commit.len() == 64)
-        || !c.commit.bytes().all(|b| b.is_ascii_hexdigit())
+        || !c
+            .commit
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return Err(invalid(
             "code.commit",
-            "a full commit id of 40 or 64 hex digits is required",
+            "a full commit id of 40 or 64 lowercase hex digits is required",
         ));
     }
     text("code.reference", &c.reference, false, TEXT_BYTES_MAX)?;
@@ -324,8 +357,8 @@ fn validate_config(c: &pb::ConfigSnapshot) -> Result<(), RecordError> {
             });
         }
         text(&f("source"), &e.source, true, 64)?;
-        digest(&f("digest"), &e.digest, true)?;
-        text(&f("value"), &e.value, false, CONFIG_VALUE_BYTES_MAX)?;
+        any_digest(&f("digest"), &e.digest, true)?;
+        multiline_text(&f("value"), &e.value, false, CONFIG_VALUE_BYTES_MAX)?;
         if e.redacted {
             if !e.value.is_empty() {
                 return Err(invalid(
@@ -333,13 +366,13 @@ fn validate_config(c: &pb::ConfigSnapshot) -> Result<(), RecordError> {
                     "a redacted entry must not carry its value",
                 ));
             }
-            if !e.digest.starts_with("hmac-sha256:") {
+            if !e.digest.starts_with(REDACTED_DIGEST_PREFIX) {
                 return Err(invalid(
                     &f("digest"),
                     "a redacted entry needs an hmac-sha256 digest",
                 ));
             }
-        } else if e.digest.starts_with("hmac-sha256:") {
+        } else if e.digest.starts_with(REDACTED_DIGEST_PREFIX) {
             return Err(invalid(
                 &f("redacted"),
                 "an hmac-sha256 digest marks a redacted entry; set redacted",
@@ -638,6 +671,159 @@ mod tests {
         assert!(err_of(&base(Body::Config(unsorted)))
             .to_string()
             .contains("sorted"));
+    }
+
+    #[test]
+    fn commit_ids_are_lowercase_hex() {
+        let with_commit = |commit: String| {
+            let mut r = code();
+            if let Some(Body::Code(c)) = &mut r.body {
+                c.commit = commit;
+            }
+            r
+        };
+        let lower = "0123456789abcdef".repeat(4);
+        assert!(decode_record(&with_commit(lower[..40].to_string()).encode_to_vec()).is_ok());
+        assert!(decode_record(&with_commit(lower.clone()).encode_to_vec()).is_ok());
+        let err = err_of(&with_commit(lower[..40].to_uppercase()));
+        assert_eq!(
+            err.to_string(),
+            "field code.commit is invalid: a full commit id of 40 or 64 lowercase hex digits is required"
+        );
+        assert!(matches!(
+            err_of(&with_commit(format!("{}A", &lower[..39]))),
+            RecordError::InvalidField { .. }
+        ));
+    }
+
+    fn config_with(entry: pb::ConfigEntry) -> pb::Record {
+        base(Body::Config(pb::ConfigSnapshot {
+            version: "v1".into(),
+            complete: true,
+            entries: vec![entry],
+        }))
+    }
+
+    fn clear_entry(value: &str) -> pb::ConfigEntry {
+        pb::ConfigEntry {
+            key: "file:/etc/orders/app.yaml".into(),
+            source: "file".into(),
+            digest: sha('c'),
+            value: value.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn clear_config_values_may_span_lines() {
+        let yaml = "server:\n\tport: 8080\n\thost: \"0.0.0.0\"\n";
+        let r = config_with(clear_entry(yaml));
+        assert_eq!(decode_record(&r.encode_to_vec()), Ok(r));
+        for bad in ["a\r\nb", "a\u{0}b", "a\u{1b}[0m", "a\u{7f}", "a\u{85}b"] {
+            let err = err_of(&config_with(clear_entry(bad)));
+            assert_eq!(
+                err,
+                RecordError::InvalidField {
+                    field: "config.entries[0].value".into(),
+                    reason: "contains control characters other than newline and tab".into()
+                },
+                "{bad:?}"
+            );
+        }
+        // Still bounded.
+        let long = "a\n".repeat(CONFIG_VALUE_BYTES_MAX / 2 + 1);
+        assert!(matches!(
+            err_of(&config_with(clear_entry(&long))),
+            RecordError::FieldTooLong { .. }
+        ));
+        // Other text fields keep refusing newlines, the config key among them.
+        let mut entry = clear_entry("x");
+        entry.key = "file:/a\nb".into();
+        assert!(matches!(
+            err_of(&config_with(entry)),
+            RecordError::InvalidField { .. }
+        ));
+        let mut r = code();
+        if let Some(Body::Code(c)) = &mut r.body {
+            c.reference = "v1\nv2".into();
+        }
+        assert!(matches!(err_of(&r), RecordError::InvalidField { .. }));
+    }
+
+    #[test]
+    fn hmac_digests_only_in_redacted_config_entries() {
+        let hmac = format!("hmac-sha256:{}", "d".repeat(64));
+        let redacted = pb::ConfigEntry {
+            digest: hmac.clone(),
+            redacted: true,
+            value: String::new(),
+            ..clear_entry("")
+        };
+        assert!(decode_record(&config_with(redacted).encode_to_vec()).is_ok());
+
+        let hmac_field = |field: &str, r: pb::Record| {
+            assert_eq!(
+                err_of(&r),
+                RecordError::InvalidField {
+                    field: field.into(),
+                    reason: "hmac-sha256 is only for redacted config entry values; use sha256, sha512 or blake3".into()
+                }
+            );
+        };
+        let mut r = code();
+        if let Some(Body::Code(c)) = &mut r.body {
+            c.artifacts[0].digest = hmac.clone();
+        }
+        hmac_field("code.artifacts[0].digest", r);
+        hmac_field(
+            "mutation.payload_digest",
+            base(Body::Mutation(pb::Mutation {
+                kind: "order_created".into(),
+                id: "evt-1".into(),
+                source: "kafka:orders/3".into(),
+                sequence: 1,
+                payload_digest: hmac.clone(),
+                ..Default::default()
+            })),
+        );
+        hmac_field(
+            "state_digest.digest",
+            base(Body::StateDigest(pb::StateDigest {
+                source: "db".into(),
+                digest: hmac.clone(),
+                ..Default::default()
+            })),
+        );
+        hmac_field(
+            "environment.container_image",
+            base(Body::Environment(pb::EnvironmentState {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                container_image: hmac.clone(),
+                ..Default::default()
+            })),
+        );
+        hmac_field(
+            "nondeterminism.external_call.response_digest",
+            base(Body::Nondeterminism(pb::Nondeterminism {
+                capture_id: "fx-1".into(),
+                capture: Some(pb::nondeterminism::Capture::ExternalCall(
+                    pb::ExternalCall {
+                        target: "https://fx.example/rates".into(),
+                        response_digest: hmac.clone(),
+                        ..Default::default()
+                    },
+                )),
+            })),
+        );
+        // A clear config entry with an hmac digest is refused as before (it must be redacted).
+        assert!(matches!(
+            err_of(&config_with(pb::ConfigEntry {
+                digest: hmac,
+                ..clear_entry("x")
+            })),
+            RecordError::InvalidField { field, .. } if field == "config.entries[0].redacted"
+        ));
     }
 
     #[test]
