@@ -22,7 +22,21 @@ pub struct Args {
     force: bool,
 }
 
+/// Refuses names that would not stay a plain file name inside `--out`: a `/` (or `\\`) would
+/// put the files in another directory, and `.` or `..` as a name are path components.
+/// [`NoteSigner`] checks the C2SP rules (no spaces, no '+', no control characters).
+fn check_file_name(name: &str) -> anyhow::Result<()> {
+    if name.contains('/') || name.contains('\\') {
+        bail!("key name {name:?} contains a path separator; the key files are written as <name>.key and <name>.pub inside --out, so name the key without '/' and choose the directory with --out");
+    }
+    if name == "." || name == ".." {
+        bail!("key name {name:?} is a path component, not a name; choose another key name");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    check_file_name(&args.name)?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let signer = NoteSigner::from_seed(&args.name, &seed).context("choose another key name")?;
@@ -49,10 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a private key readable by the owner only.
+/// Writes a private key readable by the owner only. `mode` applies only when the file is created,
+/// so the permissions are also set explicitly: an existing file (`--force`) with looser ones ends
+/// with mode 0600 too. They are set on the open, truncated file before the key is written, so the
+/// key is never readable by others, not even for a moment.
 pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -60,7 +77,66 @@ pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private (mode 0600)", path.display()))?;
     f.write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("temp dir")
+    }
+
+    fn args(name: &str, out: &std::path::Path, force: bool) -> Args {
+        Args {
+            name: name.to_string(),
+            out: out.to_path_buf(),
+            force,
+        }
+    }
+
+    #[test]
+    fn names_that_are_paths_are_refused() {
+        let tmp = temp_dir();
+        let dir = tmp.path();
+        let out = dir.join("out");
+        for name in ["../escaped", "a/b", "/tmp/abs", "..", ".", "a\\b"] {
+            let err = run(args(name, &out, false)).expect_err(name);
+            assert!(err.to_string().contains("key name"), "{name}: {err}");
+        }
+        // Nothing was written anywhere: not even --out was created.
+        assert!(!out.exists());
+        assert!(!dir.join("escaped.key").exists());
+        // Dots inside a name are fine: they stay inside --out.
+        run(args("node-1.prod", &out, false)).expect("a plain name");
+        assert!(out.join("node-1.prod.key").exists());
+    }
+
+    #[test]
+    fn force_over_a_loose_key_file_leaves_it_private() {
+        let tmp = temp_dir();
+        let dir = tmp.path();
+        let key = dir.join("node-1.key");
+        std::fs::write(&key, "old\n").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+        let err = run(args("node-1", dir, false)).expect_err("exists");
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(std::fs::read_to_string(&key).expect("read"), "old\n");
+
+        run(args("node-1", dir, true)).expect("overwrites");
+        let mode = std::fs::metadata(&key).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&key).expect("read");
+        assert!(text.starts_with("PRIVATE+KEY+node-1+"), "{text}");
+        NoteSigner::parse(&text).expect("a signer key");
+    }
 }
