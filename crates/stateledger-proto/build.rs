@@ -14,6 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|p| p.extension().is_some_and(|x| x == "proto"))
         .collect();
     protos.sort();
+    // etcd's KV subset, for the comparison benchmark (gRPC stubs only with the `grpc` feature).
+    let etcd = root.join("etcd/rpc.proto");
+    println!("cargo:rerun-if-changed={}", etcd.display());
+    protos.push(etcd);
     println!("cargo:rerun-if-changed={}", dir.display());
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());

@@ -51,6 +51,9 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// Replay a state proof's mutations through a reducer and compare with the recorded state digests.
     Replay(cmd::replay::ReplayArgs),
+    /// Benchmarks: cluster throughput and latency (optionally against etcd), reconstruction cost.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// The example reducer of the demo (the replay protocol on stdin/stdout).
     #[command(hide = true)]
     ExampleReducer,
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Gate(args) => cmd::reconstruct::run_gate(args),
         Command::Report(args) => cmd::report::run(args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Bench(c) => cmd::bench::run(c).map(|()| ExitCode::SUCCESS),
         Command::ExampleReducer => cmd::replay::run_example_reducer().map(|()| ExitCode::SUCCESS),
     };
     match result {

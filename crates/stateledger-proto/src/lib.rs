@@ -29,3 +29,12 @@ pub mod v1 {
     #[cfg(not(all(feature = "grpc", madsim)))]
     include!(concat!(env!("OUT_DIR"), "/stateledger.v1.rs"));
 }
+
+/// The subset of etcd's v3 KV API used by `stateledger bench --etcd`.
+#[allow(clippy::all, missing_debug_implementations, missing_docs)]
+pub mod etcdserverpb {
+    #[cfg(all(feature = "grpc", madsim))]
+    include!(concat!(env!("OUT_DIR"), "/sim/etcdserverpb.rs"));
+    #[cfg(not(all(feature = "grpc", madsim)))]
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+}

@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
+pub mod bench;
+pub mod bench_etcd;
+pub mod bench_reconstruct;
 pub mod cluster;
 pub mod demo;
 pub mod dev;
