@@ -450,6 +450,7 @@ fn validate_mutation(m: &pb::Mutation) -> Result<(), RecordError> {
             field: "mutation.sequence".to_string(),
         });
     }
+    check_sequence("mutation.sequence", m.sequence)?;
     text("mutation.origin", &m.origin, false, TEXT_BYTES_MAX)?;
     digest("mutation.payload_digest", &m.payload_digest, false)?;
     match &m.external_ref {
@@ -528,8 +529,23 @@ fn validate_nondeterminism(n: &pb::Nondeterminism) -> Result<(), RecordError> {
     }
 }
 
+/// The largest sequence number a record may carry. The determinism rules compute "the next
+/// sequence" as `sequence + 1`; 2^64 - 1 would have no successor.
+pub const SEQUENCE_MAX: u64 = u64::MAX - 1;
+
+fn check_sequence(field: &str, sequence: u64) -> Result<(), RecordError> {
+    if sequence > SEQUENCE_MAX {
+        return Err(invalid(
+            field,
+            "2^64 - 1 is not a usable sequence number: it has no successor",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_state_digest(s: &pb::StateDigest) -> Result<(), RecordError> {
     text("state_digest.source", &s.source, true, TEXT_BYTES_MAX)?;
+    check_sequence("state_digest.sequence", s.sequence)?;
     digest("state_digest.digest", &s.digest, true)
 }
 
@@ -824,6 +840,39 @@ mod tests {
             })),
             RecordError::InvalidField { field, .. } if field == "config.entries[0].redacted"
         ));
+    }
+
+    #[test]
+    fn sequences_have_a_successor() {
+        let mutation = |sequence: u64| {
+            base(Body::Mutation(pb::Mutation {
+                kind: "order_created".into(),
+                id: "evt-1".into(),
+                source: "kafka:orders/3".into(),
+                sequence,
+                ..Default::default()
+            }))
+        };
+        let digest = |sequence: u64| {
+            base(Body::StateDigest(pb::StateDigest {
+                source: "kafka:orders/3".into(),
+                sequence,
+                digest: sha('a'),
+                baseline: true,
+            }))
+        };
+        assert!(decode_record(&mutation(SEQUENCE_MAX).encode_to_vec()).is_ok());
+        assert!(decode_record(&digest(SEQUENCE_MAX).encode_to_vec()).is_ok());
+        assert!(decode_record(&digest(0).encode_to_vec()).is_ok());
+        for (field, r) in [
+            ("mutation.sequence", mutation(u64::MAX)),
+            ("state_digest.sequence", digest(u64::MAX)),
+        ] {
+            assert!(
+                matches!(err_of(&r), RecordError::InvalidField { field: f, .. } if f == field),
+                "{field}"
+            );
+        }
     }
 
     #[test]
