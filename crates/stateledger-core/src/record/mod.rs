@@ -1,6 +1,7 @@
 //! Records: the protobuf model (re-exported from `stateledger-proto`), validation at the boundary,
 //! and ed25519 signatures over the exact submitted bytes.
 
+pub mod cofactored;
 pub mod digest;
 pub mod signed;
 pub mod validate;

@@ -1,9 +1,10 @@
 //! Writer signatures: ed25519 over `"stateledger:record:v1\0" || record_bytes`, the bytes exactly
 //! as submitted.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use stateledger_proto::v1 as pb;
 
+use crate::record::cofactored;
 use crate::record::validate::{decode_record, RecordError};
 
 /// Domain separator prefixed to the record bytes before signing.
@@ -64,28 +65,31 @@ pub fn parse_writer_key(bytes: &[u8]) -> Result<VerifyingKey, SignatureError> {
     Ok(key)
 }
 
-/// Verifies a writer signature with the cofactored equation `[8][s]B = [8]R + [8][k]A`
-/// (ZIP 215 semantics; ed25519-dalek's `verify_batch`), rejecting non-canonical `s` and weak
-/// (small-order) writer keys.
+/// Verifies a writer signature with the cofactored equation `[8]([S]B − R − [k]A) = 0`
+/// (ZIP 215 semantics; see [`super::cofactored`]), rejecting non-canonical `S`, invalid point
+/// encodings and weak (small-order) writer keys.
 ///
-/// Cofactored verification is what a batch verifier computes, so a leader that verifies a batch
-/// of records at once accepts exactly the records this function accepts — the ledger's and an
-/// auditor's verdict on a signature can never differ.
+/// Cofactored verification is what a correct batch verifier computes, so a leader that verifies
+/// a batch of records at once accepts exactly the records this function accepts — the ledger's and
+/// an auditor's verdict on a signature can never differ.
 pub fn verify_record_signature(
     writer_key: &[u8],
     signature: &[u8],
     record_bytes: &[u8],
 ) -> Result<(), SignatureError> {
     let key = parse_writer_key(writer_key)?;
-    let sig = Signature::from_slice(signature).map_err(|_| SignatureError::SignatureLength {
-        len: signature.len(),
-    })?;
-    let message = record_signing_message(record_bytes);
-    ed25519_dalek::verify_batch(&[message.as_slice()], &[sig], &[key]).map_err(|_| {
-        SignatureError::Invalid {
-            writer_key: WriterKey(key.to_bytes()),
-        }
-    })
+    let sig: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| SignatureError::SignatureLength {
+            len: signature.len(),
+        })?;
+    let invalid = || SignatureError::Invalid {
+        writer_key: WriterKey(key.to_bytes()),
+    };
+    match cofactored::verify(key.as_bytes(), &record_signing_message(record_bytes), &sig) {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(invalid()),
+    }
 }
 
 /// Verifies many writer signatures at once with the same semantics as
@@ -96,17 +100,28 @@ pub fn verify_record_signatures(items: &[(&[u8], &[u8], &[u8])]) -> Result<(), S
     let mut sigs = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     for (key, sig, record) in items {
-        keys.push(parse_writer_key(key)?);
+        keys.push(parse_writer_key(key)?.to_bytes());
         sigs.push(
-            Signature::from_slice(sig)
+            <[u8; 64]>::try_from(*sig)
                 .map_err(|_| SignatureError::SignatureLength { len: sig.len() })?,
         );
         messages.push(record_signing_message(record));
     }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| SignatureError::Invalid {
-        writer_key: WriterKey(keys.first().map_or([0; 32], |k| k.to_bytes())),
-    })
+    let batch: Vec<(&[u8; 32], &[u8], &[u8; 64])> = keys
+        .iter()
+        .zip(&messages)
+        .zip(&sigs)
+        .map(|((k, m), s)| (k, m.as_slice(), s))
+        .collect();
+    match cofactored::verify_batch(&batch) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(SignatureError::Invalid {
+            writer_key: WriterKey(keys.first().copied().unwrap_or([0; 32])),
+        }),
+        Err((i, _)) => Err(SignatureError::Invalid {
+            writer_key: WriterKey(keys[i]),
+        }),
+    }
 }
 
 /// A signed record whose signature verified and whose record is valid.
