@@ -59,6 +59,8 @@ pub struct ConfigCollector {
     env_for_placeholders: Option<bool>,
     environment: Option<BTreeMap<String, Vec<u8>>>,
     salt: Option<Salt>,
+    /// `CONFIG_SNAPSHOT_BYTES_MAX` unless a test lowers it.
+    snapshot_bytes_max: Option<u64>,
 }
 
 /// Why a value was redacted.
@@ -171,6 +173,13 @@ impl ConfigCollector {
     /// be compared across snapshots by whoever holds the salt).
     pub fn salt(mut self, salt: Salt) -> Self {
         self.salt = Some(salt);
+        self
+    }
+
+    /// Lowers the snapshot byte limit so a test need not read 256 MiB.
+    #[cfg(test)]
+    pub(crate) fn snapshot_bytes_max(mut self, max: u64) -> Self {
+        self.snapshot_bytes_max = Some(max);
         self
     }
 
@@ -359,10 +368,12 @@ impl<'c> Gather<'c> {
             return Ok(()); // the same file named twice, or a directory holding a listed file
         }
         self.bytes += item.bytes.len() as u64;
-        if self.bytes > CONFIG_SNAPSHOT_BYTES_MAX {
-            return Err(ConfigError::SnapshotTooLarge {
-                max: CONFIG_SNAPSHOT_BYTES_MAX,
-            });
+        let max = self
+            .c
+            .snapshot_bytes_max
+            .unwrap_or(CONFIG_SNAPSHOT_BYTES_MAX);
+        if self.bytes > max {
+            return Err(ConfigError::SnapshotTooLarge { max });
         }
         self.items.insert(key, item);
         if self.items.len() > CONFIG_ENTRIES_MAX {

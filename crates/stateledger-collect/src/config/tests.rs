@@ -360,6 +360,40 @@ fn too_many_entries_are_rejected() {
 }
 
 #[test]
+fn too_deep_a_directory_is_rejected() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("conf");
+    let mut deep = conf.clone();
+    for _ in 0..=crate::limits::CONFIG_DIR_DEPTH_MAX {
+        deep.push("d");
+    }
+    write(&deep, "x.yaml", "x: 1");
+    assert_eq!(
+        rejected(&collector(&[]).dir(&conf)),
+        [ConfigError::TooDeep {
+            path: deep,
+            max: crate::limits::CONFIG_DIR_DEPTH_MAX
+        }]
+    );
+}
+
+#[test]
+fn too_many_bytes_are_rejected() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "conf/a.bin", &"a".repeat(600));
+    write(tmp.path(), "conf/b.bin", &"b".repeat(600));
+    let c = collector(&[]).dir(tmp.path().join("conf"));
+    c.clone()
+        .snapshot_bytes_max(1200)
+        .collect()
+        .expect("at the limit");
+    assert_eq!(
+        rejected(&c.snapshot_bytes_max(1199)),
+        [ConfigError::SnapshotTooLarge { max: 1199 }]
+    );
+}
+
+#[test]
 fn a_snapshot_must_fit_one_record() {
     // Clear values go first, largest first, until the snapshot fits.
     let env: Vec<(String, String)> = (0..30)
