@@ -88,6 +88,9 @@ pub struct RaftSection {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (O(1) here) after this many applied entries, then purge the log.
     pub snapshot_every_entries: u64,
+    /// Log entries a snapshot already covers that are kept anyway (so a follower only a little
+    /// behind catches up from the log, not by snapshot); older ones are purged.
+    pub logs_kept_after_snapshot: u64,
 }
 
 impl Default for RaftSection {
@@ -97,6 +100,7 @@ impl Default for RaftSection {
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             snapshot_every_entries: 5000,
+            logs_kept_after_snapshot: 1000,
         }
     }
 }

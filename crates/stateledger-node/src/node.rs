@@ -160,6 +160,9 @@ impl std::fmt::Debug for NodeHandle {
     }
 }
 
+/// Most log entries in one AppendEntries; a learner this close to the leader counts as caught up.
+const REPLICATION_BATCH_ENTRIES: u64 = 64;
+
 fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {
     let r = &config.raft;
     let c = openraft::Config {
@@ -168,8 +171,12 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError>
         election_timeout_min: r.election_timeout_min_ms,
         election_timeout_max: r.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
-        max_in_snapshot_log_to_keep: 1000,
-        max_payload_entries: 64,
+        max_in_snapshot_log_to_keep: r.logs_kept_after_snapshot,
+        max_payload_entries: REPLICATION_BATCH_ENTRIES,
+        // `add_learner(.., blocking)` returns once the learner is within this many entries of
+        // the leader's log. openraft's default (5000) made AddLearner report "caught up" at once
+        // for any ledger with fewer entries, before the snapshot was even sent.
+        replication_lag_threshold: REPLICATION_BATCH_ENTRIES,
         install_snapshot_timeout: 10_000,
         ..Default::default()
     };
