@@ -450,29 +450,35 @@ impl NodeHandle {
 #[cfg(not(madsim))]
 impl NodeParts {
     /// Opens everything a config names: sled in the data dir, TLS files, the checkpoint key.
-    pub fn load(config: NodeConfig) -> Result<NodeParts, String> {
-        let kv = crate::store::sled_kv::SledKv::open(&config.node.data_dir)
-            .map_err(|e| e.to_string())?;
-        let tls = TlsMaterial::load(&config.tls)?;
+    /// A data directory that lost synced writes is [`StartError::Corrupt`].
+    pub fn load(config: NodeConfig) -> Result<NodeParts, StartError> {
+        let kv =
+            crate::store::sled_kv::SledKv::open(&config.node.data_dir).map_err(|e| match e {
+                StoreError::Corrupt { .. } | StoreError::LostWrites { .. } => {
+                    StartError::Corrupt(e)
+                }
+                other => StartError::Store(other),
+            })?;
+        let tls = TlsMaterial::load(&config.tls).map_err(StartError::Config)?;
         let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
-            format!(
+            StartError::Config(format!(
                 "cannot read checkpoint key {}: {e}",
                 config.node.checkpoint_key_file.display()
-            )
+            ))
         })?;
         let signer = NoteSigner::parse(&key_text).map_err(|e| {
-            format!(
+            StartError::Config(format!(
                 "checkpoint key {}: {e}",
                 config.node.checkpoint_key_file.display()
-            )
+            ))
         })?;
         if signer.name != config.node.name {
-            return Err(format!(
+            return Err(StartError::Config(format!(
                 "checkpoint key {} is named {:?} but the node is {:?}",
                 config.node.checkpoint_key_file.display(),
                 signer.name,
                 config.node.name
-            ));
+            )));
         }
         Ok(NodeParts {
             config,

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use stateledger_node::config::NodeConfig;
 use stateledger_node::node::{start, NodeParts, StartError};
 
@@ -34,9 +33,14 @@ pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
     init_tracing();
     let config = NodeConfig::load(&config)?;
     let name = config.node.name.clone();
-    let parts = NodeParts::load(config)
-        .map_err(anyhow::Error::msg)
-        .context("cannot prepare the node")?;
+    let parts = match NodeParts::load(config) {
+        Ok(parts) => parts,
+        Err(e @ StartError::Corrupt(_)) => {
+            eprintln!("error: {name}: {e}");
+            return Ok(ExitCode::from(EXIT_CORRUPT));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot prepare the node")),
+    };
     super::runtime()?.block_on(async move {
         let handle = match start(parts).await {
             Ok(h) => h,

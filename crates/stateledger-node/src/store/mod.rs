@@ -27,6 +27,9 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    /// The storage engine came back with less than had been made durable.
+    #[error("stored data is corrupt: {path} lost writes that had been synced: {reason}")]
+    LostWrites { path: String, reason: String },
 }
 
 impl StoreError {

@@ -4,12 +4,29 @@
 //! nor flushes the device cache (sled issues #1452, #1351, #654). `sync` therefore follows the
 //! flush with `fdatasync` of sled's data file, and the directory is fsynced once at open so the
 //! files themselves survive power loss.
+//!
+//! sled's recovery takes a log message that fails its CRC for the torn end of the log: it drops
+//! that message and everything after it, silently. So a flipped byte in the data file rolls the
+//! node back to an earlier state — Raft vote and acknowledged log entries included — and it
+//! would rejoin the cluster as if nothing happened (the leader then panics on the follower's
+//! log reversion). To notice, every `sync` numbers itself: the number goes into sled before the
+//! flush and, once sled's data is durable, into the small file `synced` beside it. At open, sled
+//! must hold at least the number in `synced`; less means sled lost writes that were synced, and
+//! the store refuses to open ([`StoreError::LostWrites`]).
 
 use std::fs::File;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::kv::{Kv, KvBatch, KvError, KvPair, SyncFuture, Tree};
+use super::StoreError;
+
+/// The sled tree holding the number of the last sync (not one of [`Tree::ALL`]).
+const SYNC_TREE: &str = "durability";
+const SYNC_KEY: &[u8] = b"synced";
+/// The file beside sled's that holds the number of the last completed sync (u64 big-endian).
+pub const SYNCED_FILE: &str = "synced";
 
 /// A sled database with one sled tree per [`Tree`].
 #[derive(Clone)]
@@ -17,6 +34,10 @@ pub struct SledKv {
     db: sled::Db,
     trees: Arc<Vec<(Tree, sled::Tree)>>,
     data_file: Arc<File>,
+    /// The `synced` file and the number of the last completed sync; the lock also keeps syncs
+    /// in order.
+    synced: Arc<Mutex<(File, u64)>>,
+    sync_tree: sled::Tree,
     path: PathBuf,
 }
 
@@ -27,8 +48,9 @@ impl std::fmt::Debug for SledKv {
 }
 
 impl SledKv {
-    /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<SledKv, KvError> {
+    /// Opens (or creates) the database in `dir`. Refuses with [`StoreError::LostWrites`] when
+    /// sled recovered less than had been synced (see the module comment).
+    pub fn open(dir: &Path) -> Result<SledKv, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| KvError::new("create data dir", format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
@@ -52,6 +74,56 @@ impl SledKv {
         let data_path = dir.join("db");
         let data_file = File::open(&data_path)
             .map_err(|e| KvError::new("open data file", format!("{}: {e}", data_path.display())))?;
+        let sync_tree = db
+            .open_tree(SYNC_TREE)
+            .map_err(|e| KvError::new("open tree", e))?;
+        let recovered = match sync_tree
+            .get(SYNC_KEY)
+            .map_err(|e| KvError::new("get", e))?
+        {
+            None => 0,
+            Some(v) => u64::from_be_bytes(<[u8; 8]>::try_from(v.as_ref()).map_err(|_| {
+                StoreError::Corrupt {
+                    tree: SYNC_TREE,
+                    key: super::describe_key(SYNC_KEY),
+                    reason: format!("the sync number is {} bytes instead of 8", v.len()),
+                }
+            })?),
+        };
+        let synced_path = dir.join(SYNCED_FILE);
+        let synced_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&synced_path)
+            .map_err(|e| KvError::new("open", format!("{}: {e}", synced_path.display())))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &synced_file, &mut bytes)
+            .map_err(|e| KvError::new("read", format!("{}: {e}", synced_path.display())))?;
+        let synced = match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(b) => u64::from_be_bytes(b),
+            Err(_) if bytes.is_empty() => 0, // a new store, or one from before sync numbers
+            Err(_) => {
+                return Err(StoreError::LostWrites {
+                    path: synced_path.display().to_string(),
+                    reason: format!(
+                        "the sync number file holds {} bytes instead of 8",
+                        bytes.len()
+                    ),
+                })
+            }
+        };
+        if recovered < synced {
+            return Err(StoreError::LostWrites {
+                path: data_path.display().to_string(),
+                reason: format!(
+                    "sled recovered its data only up to sync {recovered}, but sync {synced} had completed \
+                     (a damaged or truncated data file: sled drops everything from the first message that \
+                     fails its checksum)"
+                ),
+            });
+        }
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| KvError::new("fsync data dir", e))?;
@@ -59,6 +131,8 @@ impl SledKv {
             db,
             trees: Arc::new(trees),
             data_file: Arc::new(data_file),
+            synced: Arc::new(Mutex::new((synced_file, recovered))),
+            sync_tree,
             path: dir.to_path_buf(),
         })
     }
@@ -73,12 +147,25 @@ impl SledKv {
             .1
     }
 
-    /// Flush and fdatasync, blocking.
+    /// Flush and fdatasync, blocking; then records the sync's number (see the module comment).
     pub fn sync_blocking(&self) -> Result<(), KvError> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        let number = synced.1 + 1;
+        self.sync_tree
+            .insert(SYNC_KEY, &number.to_be_bytes())
+            .map_err(|e| KvError::new("write", e))?;
         self.db.flush().map_err(|e| KvError::new("flush", e))?;
         self.data_file
             .sync_data()
-            .map_err(|e| KvError::new("fdatasync", e))
+            .map_err(|e| KvError::new("fdatasync", e))?;
+        // Only now that sled holds `number` durably may the file claim it.
+        synced
+            .0
+            .write_all_at(&number.to_be_bytes(), 0)
+            .and_then(|()| synced.0.sync_data())
+            .map_err(|e| KvError::new("write sync number", e))?;
+        synced.1 = number;
+        Ok(())
     }
 }
 
@@ -142,5 +229,77 @@ impl Kv for SledKv {
                 .await
                 .map_err(|e| KvError::new("fsync task", e))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(kv: &SledKv, key: &[u8], value: &[u8]) {
+        kv.write(Tree::Ledger, vec![(key.to_vec(), Some(value.to_vec()))])
+            .expect("write");
+    }
+
+    #[test]
+    fn reopening_after_syncs_keeps_the_data_and_the_sync_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let kv = SledKv::open(dir.path()).expect("opens");
+            for i in 0..3u8 {
+                put(&kv, &[i], b"value");
+                kv.sync_blocking().expect("sync");
+            }
+        }
+        let kv = SledKv::open(dir.path()).expect("reopens");
+        assert_eq!(
+            kv.get(Tree::Ledger, &[2]).expect("get"),
+            Some(b"value".to_vec())
+        );
+        put(&kv, &[3], b"value");
+        kv.sync_blocking().expect("a fourth sync");
+        let file = std::fs::read(dir.path().join(SYNCED_FILE)).expect("sync number file");
+        assert_eq!(file, 4u64.to_be_bytes());
+    }
+
+    #[test]
+    fn a_data_file_that_lost_synced_writes_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let marker = b"a value that appears once in the data file";
+        {
+            let kv = SledKv::open(dir.path()).expect("opens");
+            put(&kv, b"k", marker);
+            kv.sync_blocking().expect("sync");
+            for i in 0..3u8 {
+                put(&kv, &[i], b"later");
+                kv.sync_blocking().expect("sync");
+            }
+        }
+        // One flipped byte: sled's recovery stops at that message and drops the rest, silently.
+        let db = dir.path().join("db");
+        let mut bytes = std::fs::read(&db).expect("data file");
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("the value is in the data file");
+        bytes[at + 3] ^= 0x01;
+        std::fs::write(&db, bytes).expect("write");
+        match SledKv::open(dir.path()) {
+            Err(StoreError::LostWrites { reason, .. }) => {
+                assert!(reason.contains("but sync 4 had completed"), "{reason}");
+            }
+            other => panic!("expected LostWrites, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_damaged_sync_number_file_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(SledKv::open(dir.path()).expect("opens"));
+        std::fs::write(dir.path().join(SYNCED_FILE), b"123").expect("write");
+        assert!(matches!(
+            SledKv::open(dir.path()),
+            Err(StoreError::LostWrites { .. })
+        ));
     }
 }
