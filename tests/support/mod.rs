@@ -1,0 +1,22 @@
+//! Helpers for the end-to-end tests in `tests/`. The tests start real `stateledger` processes on
+//! loopback, talk to them over real TLS (server-authenticated on the public port, mutual on the
+//! cluster port), and clean up what they start: every node process is killed and reaped and every
+//! temporary directory removed when its owner is dropped, also when a test panics.
+//!
+//! - [`binary`] finds (and if needed builds) the `stateledger` executable;
+//! - [`ports`] picks free loopback port ranges;
+//! - [`process`] runs one node process and kills it on drop;
+//! - [`cluster`] is a dev cluster in a temporary directory: configs, nodes, clients, status;
+//! - [`records`] builds and signs records;
+//! - [`rpc`] makes raw gRPC calls (per-node clients, a raw-bytes codec);
+//! - [`wait`] polls a condition until a deadline (tests await conditions, never fixed sleeps);
+//! - [`writer`] is a background task that keeps submitting records and remembers every ack.
+
+pub mod binary;
+pub mod cluster;
+pub mod ports;
+pub mod process;
+pub mod records;
+pub mod rpc;
+pub mod wait;
+pub mod writer;
