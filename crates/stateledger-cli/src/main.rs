@@ -33,6 +33,8 @@ enum Command {
     /// Cluster status and membership changes.
     #[command(subcommand)]
     Cluster(cmd::cluster::ClusterCommand),
+    /// Observe code, config, environment, mutations or nondeterminism and print records (JSON lines).
+    Collect(cmd::collect::CollectArgs),
     /// Sign records (JSON) and submit them; prints verified receipts.
     Submit(cmd::submit::SubmitArgs),
     /// Grant (or revoke) a writer the right to append records for a system (admin).
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(args).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Bench(c) => cmd::bench::run(c).map(|()| ExitCode::SUCCESS),
+        Command::Collect(args) => cmd::collect::run(args).map(|()| ExitCode::SUCCESS),
         Command::ExampleReducer => cmd::replay::run_example_reducer().map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_etcd;
 pub mod bench_reconstruct;
 pub mod cluster;
+pub mod collect;
 pub mod demo;
 pub mod dev;
 pub mod keygen;

@@ -90,6 +90,12 @@ impl LedgerSnapshot {
         if start >= end {
             return Ok(Vec::new());
         }
+        if let SnapshotSource::Ledger(ledger) = &self.source {
+            return ledger.leaf_range(start, end - start).map_err(|e| match e {
+                super::state::ReadError::Store(s) => s,
+                other => StoreError::corrupt(Tree::Ledger, &keys::leaf(start), other),
+            });
+        }
         Ok(store
             .scan(tree, &keys::leaf(start), &keys::leaf(end), limit)?
             .into_iter()
