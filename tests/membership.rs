@@ -6,9 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use stateledger_core::note::NoteVerifier;
+use stateledger_core::trust::TrustPolicy;
 use stateledger_node::config::NodeConfig;
 use stateledger_proto::v1 as pb;
-use stateledger_tests::cluster::TestCluster;
+use stateledger_tests::cluster::{TestCluster, ORIGIN};
 use stateledger_tests::records::writer_key;
 use stateledger_tests::wait;
 use stateledger_tests::writer::{assert_acks_present, Writer};
@@ -210,7 +212,12 @@ async fn a_node_joins_by_snapshot_is_promoted_and_another_is_removed_while_write
     cluster
         .wait_converged(&remaining, Duration::from_secs(30))
         .await;
-    let client = cluster.client_of(&remaining, Duration::from_secs(20));
+    // Checkpoints made after the changes are cosigned by a majority of the new voters, which may
+    // be node 4 and a single original node: an auditor adds node 4's key to its trust policy.
+    let mut verifiers = cluster.policy().verifiers;
+    verifiers.push(NoteVerifier::parse(&node4.member.checkpoint_key).expect("node 4's key"));
+    let policy = TrustPolicy::new(ORIGIN, 2, verifiers).expect("a trust policy with node 4");
+    let client = cluster.client_with_policy(&remaining, policy, Duration::from_secs(20));
     assert_acks_present(&cluster, leader, &client, &acks).await;
     for ack in acks.iter().step_by(7) {
         let leaf = cluster

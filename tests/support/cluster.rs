@@ -208,12 +208,22 @@ impl TestCluster {
 
     /// A client library instance that knows only `ids`' public endpoints.
     pub fn client_of(&self, ids: &[u64], timeout: Duration) -> LedgerClient {
+        self.client_with_policy(ids, self.policy(), timeout)
+    }
+
+    /// A client library instance that knows `ids`' public endpoints and trusts `policy`.
+    pub fn client_with_policy(
+        &self,
+        ids: &[u64],
+        policy: TrustPolicy,
+        timeout: Duration,
+    ) -> LedgerClient {
         let mut options = ConnectOptions::new(
             ids.iter().map(|id| self.public_addr(*id)).collect(),
             self.ca_pem.clone(),
         );
         options.timeout = timeout;
-        LedgerClient::new(options, self.policy()).expect("the client is configured")
+        LedgerClient::new(options, policy).expect("the client is configured")
     }
 
     /// A client library instance that knows the initial nodes' public endpoints.
