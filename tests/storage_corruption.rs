@@ -4,10 +4,12 @@
 //!
 //! (a) a byte flipped inside sled's data file where a stored leaf lies (found by its bytes) —
 //!     sled's own log checksums catch it: the node must refuse to start;
-//! (b) a leaf value of the ledger tree rewritten offline through `SledKv` with one byte changed,
-//!     bypassing the node's checksum — the start-up check finds it: exit code 3, naming the key;
-//! (c) as (b) with `verify_on_start = false`: the node starts, but reading that leaf gives
-//!     DATA_LOSS naming the key, and its status reports the corruption.
+//! (b) the stored block of leaves holding the marked leaf rewritten offline through `SledKv`
+//!     with one byte changed, bypassing the node's checksum — the start-up check (which always
+//!     reads every leaf) finds it: exit code 3, naming the key;
+//! (c) an older published checkpoint rewritten the same way, with `verify_on_start = false`:
+//!     the node starts, but asking for that checkpoint gives DATA_LOSS naming the key, and its
+//!     status reports the corruption; with `verify_on_start = true` it refuses to start.
 //!
 //! Finally the good copy starts and catches up, showing that the refusals were the corruption's.
 
@@ -17,8 +19,9 @@ use std::time::Duration;
 use stateledger_client::LedgerClient;
 use stateledger_core::note::NoteSigner;
 use stateledger_node::ledger::keys;
+use stateledger_node::ledger::state::BLOCK_LEAVES;
 use stateledger_node::store::sled_kv::SledKv;
-use stateledger_node::store::{Kv as _, Tree, CHECKSUM_LEN};
+use stateledger_node::store::{describe_key, Kv as _, Tree};
 use stateledger_proto::v1 as pb;
 use stateledger_tests::cluster::TestCluster;
 use stateledger_tests::records::{self, writer_key};
@@ -55,22 +58,47 @@ fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-/// Rewrites the stored value of leaf `index` with one byte of the leaf changed, through sled
-/// directly (the node's checksum in front of the value is left as it was).
-fn corrupt_leaf_value(data_dir: &Path, index: u64) {
+/// Rewrites the stored block holding leaf `index` with one byte of that leaf's record changed,
+/// through sled directly (the node's checksum in front of the value is left as it was).
+/// Returns the described key.
+fn corrupt_leaf_value(data_dir: &Path, index: u64, leaf_bytes: &[u8]) -> String {
     let kv = SledKv::open(data_dir).expect("the stopped node's sled opens");
-    let key = keys::leaf(index);
+    let key = keys::block(index / BLOCK_LEAVES);
     let mut stored = kv
         .get(Tree::Ledger, &key)
         .expect("sled reads")
-        .expect("the leaf is stored");
-    // Inside the record bytes, after the checksum and the 126-byte leaf header.
-    let at = CHECKSUM_LEN + 126 + 4;
-    assert!(stored.len() > at);
-    stored[at] ^= 0x04;
-    kv.write(Tree::Ledger, vec![(key, Some(stored))])
+        .expect("the leaf's block is stored");
+    let at = find_all(&stored, leaf_bytes);
+    assert_eq!(at.len(), 1, "the leaf is in its block once");
+    // Inside the record bytes, after the 126-byte leaf header.
+    stored[at[0] + 126 + 4] ^= 0x04;
+    kv.write(Tree::Ledger, vec![(key.clone(), Some(stored))])
         .expect("sled writes");
     kv.sync_blocking().expect("sled syncs");
+    format!("key {}", describe_key(&key))
+}
+
+/// Rewrites the oldest stored checkpoint note (not the latest, which is read at every start)
+/// with one byte changed under the node's checksum. Returns its size and the described key.
+fn corrupt_old_checkpoint(data_dir: &Path) -> (u64, String) {
+    let kv = SledKv::open(data_dir).expect("the stopped node's sled opens");
+    let rows = kv
+        .scan(
+            Tree::Ledger,
+            &keys::checkpoint(0),
+            &keys::prefix_end(b"C"),
+            2,
+        )
+        .expect("sled scans");
+    assert_eq!(rows.len(), 2, "at least two checkpoints were published");
+    let (key, mut stored) = rows[0].clone();
+    let size = keys::u64_be(&key[1..]).expect("a checkpoint key");
+    let last = stored.len() - 1;
+    stored[last] ^= 0x01;
+    kv.write(Tree::Ledger, vec![(key.clone(), Some(stored))])
+        .expect("sled writes");
+    kv.sync_blocking().expect("sled syncs");
+    (size, format!("key {}", describe_key(&key)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,9 +225,9 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
     cluster.kill9(victim);
     assert_others_serve(&cluster, &client, &writer, &healthy, "(a)").await;
 
-    // (b) A leaf value changed under the node's checksum.
+    // (b) A leaf changed under the node's checksum.
     copy_dir(&good, &data_dir);
-    corrupt_leaf_value(&data_dir, marked);
+    let key = corrupt_leaf_value(&data_dir, marked, &leaf_bytes);
     cluster.start(victim);
     let exit = cluster.node(victim).wait_exit(REFUSE_WITHIN);
     let log = cluster.node(victim).log_text();
@@ -209,7 +237,6 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
         "(b) the node must exit {EXIT_CORRUPT} on a checksum mismatch; log:\n{}",
         cluster.node(victim).log_tail(30)
     );
-    let key = format!("key L:{}", hex::encode(marked.to_be_bytes()));
     let line = last_error_line(&log);
     eprintln!("(b) refused with exit {EXIT_CORRUPT}: {line}");
     assert!(
@@ -220,29 +247,26 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
     );
     assert_others_serve(&cluster, &client, &writer, &healthy, "(b)").await;
 
-    // (c) The same, with the start-up check off: found when read, reported, not served.
+    // (c) An old checkpoint changed under the checksum, with the start-up check of checkpoints
+    // off: found when asked for, reported, not served.
     copy_dir(&good, &data_dir);
-    corrupt_leaf_value(&data_dir, marked);
+    let (cp_size, key) = corrupt_old_checkpoint(&data_dir);
     cluster.edit_config(victim, |c| c.node.verify_on_start = false);
     cluster.start(victim);
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(20))
         .await;
-    let err = cluster
-        .entry(victim, marked)
-        .await
-        .expect_err("a corrupt leaf is not served");
-    assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
-    assert!(err.message().contains(&key), "{}", err.message());
+    let at_size = |size| pb::GetCheckpointRequest {
+        at_size: size,
+        ..Default::default()
+    };
     let err = cluster
         .ledger(victim)
-        .get_receipt(pb::GetReceiptRequest {
-            leaf_index: marked,
-            wait_ms: 2000,
-        })
+        .get_checkpoint(at_size(cp_size))
         .await
-        .expect_err("no receipt for a corrupt leaf");
+        .expect_err("a corrupt checkpoint is not served");
     assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
+    assert!(err.message().contains(&key), "{}", err.message());
     let status = cluster.status(victim).await.expect("the victim answers");
     eprintln!("(c) reported in status: {}", status.corruption);
     assert!(
@@ -250,22 +274,41 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
         "status names it: {}",
         status.corruption
     );
-    // Its neighbours are intact and served; the healthy nodes serve the marked leaf itself.
-    let next = cluster
-        .entry(victim, marked + 1)
+    // A healthy node serves that checkpoint; the victim still serves intact data.
+    let healthy_note = cluster
+        .ledger(leader)
+        .get_checkpoint(at_size(cp_size))
         .await
-        .expect("an intact leaf is served");
-    assert_eq!(
-        next,
-        cluster.entry(leader, marked + 1).await.expect("leader")
+        .expect("the leader serves the checkpoint")
+        .into_inner()
+        .checkpoint;
+    assert!(
+        healthy_note.contains(&format!("\n{cp_size}\n")),
+        "{healthy_note}"
     );
-    assert_eq!(cluster.entry(leader, marked).await.expect("leader"), leaf);
+    assert_eq!(
+        cluster
+            .entry(victim, marked)
+            .await
+            .expect("an intact leaf is served"),
+        leaf
+    );
     cluster.kill9(victim);
+    // With the full check on, the same data is refused at start.
+    cluster.edit_config(victim, |c| c.node.verify_on_start = true);
+    cluster.start(victim);
+    let exit = cluster.node(victim).wait_exit(REFUSE_WITHIN);
+    let line = last_error_line(&cluster.node(victim).log_text());
+    assert_eq!(
+        exit.and_then(|s| s.code()),
+        Some(EXIT_CORRUPT),
+        "(c) {line}"
+    );
+    assert!(line.contains(&key), "(c) names {key}: {line}");
     assert_others_serve(&cluster, &client, &writer, &healthy, "(c)").await;
 
     // The good copy starts, with the full check, and catches up.
     copy_dir(&good, &data_dir);
-    cluster.edit_config(victim, |c| c.node.verify_on_start = true);
     cluster.start(victim);
     let status = cluster
         .wait_converged(&[1, 2, 3], Duration::from_secs(30))

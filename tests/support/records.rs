@@ -64,3 +64,115 @@ pub fn signed_unchecked(record: &pb::Record, key: &NoteSigner) -> pb::SignedReco
         signature: signature.to_vec(),
     }
 }
+
+/// A `blake3:<hex>` digest of `text`, in the record format.
+pub fn digest(text: &str) -> String {
+    format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
+}
+
+fn record(system: &str, body: Body) -> pb::Record {
+    pb::Record {
+        system: system.to_string(),
+        scope: "e2e".to_string(),
+        observed_at_unix_nanos: now_nanos(),
+        body: Some(body),
+    }
+}
+
+/// A code record: commit `commit` (one hex character repeated), requiring `required_config`.
+pub fn code(system: &str, commit: char, required_config: &[&str]) -> pb::Record {
+    record(
+        system,
+        Body::Code(pb::CodeState {
+            repo: format!("github.com/acme/{system}"),
+            commit: commit.to_string().repeat(40),
+            reference: "refs/heads/main".to_string(),
+            artifacts: vec![pb::Artifact {
+                name: format!("{system}.bin"),
+                digest: digest(&format!("{system} {commit}")),
+            }],
+            required_config: {
+                let mut keys: Vec<String> = required_config.iter().map(|k| k.to_string()).collect();
+                keys.sort_unstable();
+                keys
+            },
+            ..Default::default()
+        }),
+    )
+}
+
+/// A complete configuration snapshot holding `keys`, each with a value derived from `version`.
+pub fn config(system: &str, version: &str, keys: &[&str]) -> pb::Record {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    let entries = keys
+        .iter()
+        .map(|key| {
+            let value = format!("{key}={version}");
+            pb::ConfigEntry {
+                key: key.to_string(),
+                source: "file".to_string(),
+                digest: digest(&value),
+                size: value.len() as u64,
+                ..Default::default()
+            }
+        })
+        .collect();
+    record(
+        system,
+        Body::Config(pb::ConfigSnapshot {
+            version: version.to_string(),
+            complete: true,
+            entries,
+        }),
+    )
+}
+
+/// An environment record on kernel `kernel`.
+pub fn environment(system: &str, kernel: &str) -> pb::Record {
+    record(
+        system,
+        Body::Environment(pb::EnvironmentState {
+            os: "linux".to_string(),
+            kernel: kernel.to_string(),
+            arch: "x86_64".to_string(),
+            time_source: Some(pb::TimeSource {
+                kind: "chrony".to_string(),
+                synchronized: true,
+                max_error_nanos: 1_000_000,
+            }),
+            ..Default::default()
+        }),
+    )
+}
+
+/// Mutation `sequence` of source `source`, depending on the captures `captures`.
+pub fn mutation_of(system: &str, source: &str, sequence: u64, captures: &[&str]) -> pb::Record {
+    record(
+        system,
+        Body::Mutation(pb::Mutation {
+            kind: "order_created".to_string(),
+            id: format!("{source}#{sequence}"),
+            source: source.to_string(),
+            sequence,
+            origin: "checkout-api".to_string(),
+            payload_digest: digest(&format!("payload {sequence}")),
+            captures: captures.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        }),
+    )
+}
+
+/// A captured random seed with id `capture_id`.
+pub fn seed(system: &str, capture_id: &str) -> pb::Record {
+    record(
+        system,
+        Body::Nondeterminism(pb::Nondeterminism {
+            capture_id: capture_id.to_string(),
+            capture: Some(pb::nondeterminism::Capture::Seed(pb::RandomSeed {
+                name: "discount-lottery".to_string(),
+                seed: capture_id.as_bytes().to_vec(),
+            })),
+        }),
+    )
+}

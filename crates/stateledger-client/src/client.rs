@@ -326,6 +326,7 @@ impl LedgerClient {
                     min_size,
                     covering_time,
                     wait_ms,
+                    at_size: 0,
                 })
                 .await
             })

@@ -36,7 +36,9 @@ pub struct NodeSection {
     pub cluster_addr: Option<String>,
     /// The node's checkpoint signing key (C2SP signer key file written by `stateledger keygen`).
     pub checkpoint_key_file: PathBuf,
-    /// Check every stored value and the Merkle frontier at start (slower start on big ledgers).
+    /// Also check every stored checkpoint note's checksum at start. The leaves, the Merkle
+    /// frontier and the latest checkpoint are always checked, since the node derives its indexes
+    /// from them; older checkpoints are otherwise checked when served.
     #[serde(default = "yes")]
     pub verify_on_start: bool,
 }

@@ -13,6 +13,8 @@ pub mod config;
 #[cfg(not(madsim))]
 pub mod dev;
 pub mod grpc;
+#[cfg(madsim)]
+pub mod known_bad;
 pub mod ledger;
 pub mod node;
 pub mod raft;

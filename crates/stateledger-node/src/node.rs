@@ -137,6 +137,9 @@ pub struct NodeParts {
     pub tls: TlsMaterial,
     pub signer: NoteSigner,
     pub clock: Clock,
+    /// Simulation only: known-bad behaviours to re-introduce (all off by default).
+    #[cfg(madsim)]
+    pub known_bad: crate::known_bad::KnownBad,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -214,6 +217,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         tls,
         signer,
         clock,
+        #[cfg(madsim)]
+        known_bad,
     } = parts;
     config.check().map_err(StartError::Config)?;
     let store = Store::new(kv);
@@ -222,6 +227,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         other => StartError::Store(other),
     })?;
     let log_store = LogStore::new(store);
+    #[cfg(madsim)]
+    let log_store = log_store.with_known_bad(known_bad);
     let state_machine = LedgerStateMachine::new(ledger.clone());
     let connector = ClusterConnector::new(tls.clone());
     let raft = Raft::new(

@@ -21,6 +21,14 @@ pub struct Args {
     /// Print a JSON verdict instead of a line of text.
     #[arg(long)]
     json: bool,
+    /// State proofs: the system the proof must be about (a valid proof about another system
+    /// fails the `expectation` check).
+    #[arg(long)]
+    system: Option<String>,
+    /// State proofs: the time T the proof must be for (RFC 3339 or Unix nanoseconds); a valid
+    /// proof for another T fails the `expectation` check.
+    #[arg(long)]
+    at: Option<String>,
     /// The document: a receipt, consistency proof or state proof (JSON), or a checkpoint note.
     /// "-" reads standard input.
     file: PathBuf,
@@ -48,8 +56,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy_bytes = read_input(&args.trust)?;
     let policy = TrustPolicy::from_json(&policy_bytes)
         .with_context(|| format!("invalid trust policy {}", args.trust.display()))?;
+    let at = args
+        .at
+        .as_deref()
+        .map(super::time::parse_time)
+        .transpose()?;
     let bytes = read_input(&args.file)?;
     let outcome = Document::parse(&bytes).and_then(|d| d.verify(&policy));
+    let unmet = match &outcome {
+        Ok(verified) => unmet_expectation(verified, args.system.as_deref(), at)?,
+        Err(_) => None,
+    };
+    if let Some(reason) = unmet {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "check": "expectation", "error": reason})
+            );
+        } else {
+            println!("FAILED expectation: {reason}");
+        }
+        return Ok(ExitCode::from(1));
+    }
     match outcome {
         Ok(verified) => {
             let (kind, summary) = describe(&verified, &policy);
@@ -75,6 +103,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What the caller asked the document to be about, against what it is about. `--system` and
+/// `--at` only apply to state proofs (exit 2 for other documents: the question is wrong).
+fn unmet_expectation(
+    verified: &Verified,
+    system: Option<&str>,
+    at: Option<u64>,
+) -> anyhow::Result<Option<String>> {
+    if system.is_none() && at.is_none() {
+        return Ok(None);
+    }
+    let Verified::StateProof(s) = verified else {
+        anyhow::bail!("--system and --at apply only to state proofs");
+    };
+    if let Some(system) = system {
+        if s.state.system != system {
+            return Ok(Some(format!(
+                "the proof is about system {:?}, not the expected {system:?}",
+                s.state.system
+            )));
+        }
+    }
+    if let Some(at) = at {
+        if s.state.at != at {
+            return Ok(Some(format!(
+                "the proof is for T = {} ({}), not the expected T = {} ({})",
+                s.state.at,
+                super::time::format_time(s.state.at),
+                at,
+                super::time::format_time(at)
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn signed_by(signers: &[String], policy: &TrustPolicy) -> String {

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::{not_leader, read_status, EXISTING_METADATA};
 use crate::batcher::{SubmitFailure, SubmitJob};
+use crate::ledger::ReadError;
 use crate::node::NodeShared;
 use crate::raft::{GroupOutcome, Refusal, SubmittedRecord};
 
@@ -131,6 +132,7 @@ fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u6
             min_size,
             covering_time,
             wait_ms: wait.as_millis().min(u128::from(u32::MAX)) as u32,
+            at_size: 0,
         };
         if let Err(e) = tokio::time::timeout(wait, client.request_checkpoint(request)).await {
             tracing::debug!(error = %e, "leader did not provide a checkpoint in time");
@@ -338,6 +340,18 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
         let r = request.into_inner();
+        if r.at_size != 0 {
+            return match self.shared.ledger.checkpoint_at(r.at_size) {
+                Ok(Some(note)) => Ok(Response::new(pb::GetCheckpointResponse {
+                    checkpoint: note,
+                })),
+                Ok(None) => Err(Status::not_found(format!(
+                    "no checkpoint was published at size {}",
+                    r.at_size
+                ))),
+                Err(e) => Err(read_status(ReadError::Store(e))),
+            };
+        }
         let note = wait_checkpoint(
             &self.shared,
             r.min_size,

@@ -20,7 +20,9 @@ pub const EXISTING_METADATA: &str = "x-stateledger-existing";
 /// FAILED_PRECONDITION naming the leader (in the message and the metadata) so the client follows.
 pub fn not_leader(shared: &NodeShared) -> Status {
     match shared.leader() {
-        Some((id, info)) if id != shared.id => {
+        // A node that has not yet received the membership knows the leader's id but not its
+        // address: that is no redirect.
+        Some((id, info)) if id != shared.id && !info.public_addr.is_empty() => {
             let mut status = Status::failed_precondition(format!(
                 "this node ({}) is not the leader; the leader is {} (node {id}) at {}",
                 shared.config.node.name, info.name, info.public_addr

@@ -174,10 +174,30 @@ fn decode_block(block: u64, bytes: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
 
 impl Ledger {
     /// Loads the ledger: reads every block (checking its checksum), rebuilds the derived indexes
-    /// and checks the leaves give the stored Merkle frontier. Corruption refuses the open.
-    /// (`_verify_all` is kept for callers; the full check always runs, as the indexes need it.)
-    pub fn open(store: Store, _verify_all: bool) -> Result<Arc<Ledger>, StoreError> {
+    /// and checks the leaves give the stored Merkle frontier. With `verify_all`, every stored
+    /// checkpoint note's checksum is checked too (otherwise only the latest one is read, and the
+    /// others are checked when served). Corruption refuses the open.
+    pub fn open(store: Store, verify_all: bool) -> Result<Arc<Ledger>, StoreError> {
         let inner = load_inner(&store)?;
+        if verify_all {
+            let end = keys::prefix_end(b"C");
+            let mut from = keys::checkpoint(0);
+            loop {
+                let rows = store.scan(Tree::Ledger, &from, &end, 1024)?;
+                let Some((last, _)) = rows.last() else { break };
+                for (k, v) in &rows {
+                    if std::str::from_utf8(v).is_err() {
+                        return Err(StoreError::corrupt(
+                            Tree::Ledger,
+                            k,
+                            "checkpoint note is not UTF-8",
+                        ));
+                    }
+                }
+                from = last.clone();
+                from.push(0);
+            }
+        }
         let progress = progress_of(&inner);
         let (tx, _) = watch::channel(progress);
         Ok(Arc::new(Ledger {
@@ -514,12 +534,26 @@ impl Ledger {
         self.read().published_note.clone()
     }
 
-    /// The published checkpoint note of exactly `size`, if stored.
+    /// The published checkpoint note of exactly `size`, if stored. Corruption is noted (and
+    /// reported in the status) as well as returned.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, StoreError> {
-        Ok(self
+        let bytes = self
             .store
-            .get(Tree::Ledger, &keys::checkpoint(size))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .get(Tree::Ledger, &keys::checkpoint(size))
+            .inspect_err(|e| self.note_corruption(e))?;
+        bytes
+            .map(|b| {
+                String::from_utf8(b).map_err(|_| {
+                    let e = StoreError::corrupt(
+                        Tree::Ledger,
+                        &keys::checkpoint(size),
+                        "checkpoint note is not UTF-8",
+                    );
+                    self.note_corruption(&e);
+                    e
+                })
+            })
+            .transpose()
     }
 
     // ----- reads -----

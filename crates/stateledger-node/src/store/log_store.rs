@@ -46,6 +46,9 @@ fn index_key(index: u64) -> [u8; 8] {
 pub struct LogStore {
     store: Store,
     syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    /// Simulation only: see [`crate::known_bad::KnownBad::ack_log_before_sync`].
+    #[cfg(madsim)]
+    ack_before_sync: bool,
 }
 
 impl Debug for LogStore {
@@ -79,7 +82,19 @@ impl LogStore {
                 }
             }
         });
-        LogStore { store, syncer: tx }
+        LogStore {
+            store,
+            syncer: tx,
+            #[cfg(madsim)]
+            ack_before_sync: false,
+        }
+    }
+
+    /// Simulation only: re-introduces the known-bad behaviours that concern the log.
+    #[cfg(madsim)]
+    pub fn with_known_bad(mut self, known_bad: crate::known_bad::KnownBad) -> LogStore {
+        self.ack_before_sync = known_bad.ack_log_before_sync;
+        self
     }
 
     fn read_raft<T: serde::de::DeserializeOwned>(
@@ -203,6 +218,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             );
         }
         self.store.write(b).map_err(write_err)?;
+        #[cfg(madsim)]
+        if self.ack_before_sync {
+            // KNOWN-BAD, simulation only: claims durability that the entries do not have.
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         if let Err(mpsc::error::SendError(callback)) = self.syncer.send(callback) {
             // The syncer only stops when the runtime shuts down; report instead of hanging.
             callback.log_io_completed(Err(std::io::Error::other("log syncer stopped")));

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::kv::{Kv, KvBatch, KvError, KvPair, SyncFuture, Tree};
 
@@ -17,12 +19,19 @@ struct Inner {
     durable: Maps,
     /// Writes since the last sync, in order.
     unsynced: Vec<(Tree, KvBatch)>,
+    /// Sequence number of `unsynced[0]`: every write ever made gets the next number, so a sync
+    /// knows which writes it covers even when another sync finished meanwhile.
+    unsynced_first: u64,
+    /// Bumped by every crash, so a sync that straddles a crash makes nothing durable.
+    crashes: u64,
 }
 
 /// See the module comment.
 #[derive(Debug, Default)]
 pub struct MemKv {
     inner: Mutex<Inner>,
+    /// How long a sync takes (simulated fsync latency); 0 by default.
+    sync_delay_nanos: AtomicU64,
 }
 
 fn apply(maps: &mut Maps, tree: Tree, batch: &KvBatch) {
@@ -51,9 +60,29 @@ impl MemKv {
 
     /// Simulated crash: every write since the last sync is lost.
     pub fn crash(&self) {
+        self.crash_keeping(0);
+    }
+
+    /// Simulated crash that keeps the first `keep` unsynced writes and loses the rest: the
+    /// storage happened to persist a prefix of them. The [`Kv`] contract allows it (a crash loses
+    /// whole batches and never reorders them), and it is harsher than losing everything, because
+    /// code may not assume "all or nothing since the last sync".
+    pub fn crash_keeping(&self, keep: usize) {
         let mut inner = self.lock();
+        let unsynced = std::mem::take(&mut inner.unsynced);
+        for (tree, batch) in unsynced.iter().take(keep) {
+            apply(&mut inner.durable, *tree, batch);
+        }
+        inner.unsynced_first += unsynced.len() as u64;
         inner.current = inner.durable.clone();
-        inner.unsynced.clear();
+        inner.crashes += 1;
+    }
+
+    /// Makes every later `sync` take `delay` (simulated fsync latency). Writes made while a sync
+    /// is in flight are not made durable by it.
+    pub fn set_sync_delay(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.sync_delay_nanos.store(nanos, Ordering::Relaxed);
     }
 
     /// Number of writes that a crash now would lose.
@@ -149,9 +178,28 @@ impl Kv for MemKv {
 
     fn sync(&self) -> SyncFuture<'_> {
         Box::pin(async move {
+            let delay = Duration::from_nanos(self.sync_delay_nanos.load(Ordering::Relaxed));
+            // What this sync covers is decided when it starts, as with a real fsync: every write
+            // numbered below `end`.
+            let (end, crashes) = {
+                let inner = self.lock();
+                (
+                    inner.unsynced_first + inner.unsynced.len() as u64,
+                    inner.crashes,
+                )
+            };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut inner = self.lock();
-            let unsynced = std::mem::take(&mut inner.unsynced);
-            for (tree, batch) in &unsynced {
+            if inner.crashes != crashes {
+                return Err(KvError::new("sync", "the storage crashed during the sync"));
+            }
+            // A sync that started later may have finished first and covered some of them.
+            let count = end.saturating_sub(inner.unsynced_first) as usize;
+            let synced: Vec<(Tree, KvBatch)> = inner.unsynced.drain(..count).collect();
+            inner.unsynced_first += synced.len() as u64;
+            for (tree, batch) in &synced {
                 apply(&mut inner.durable, *tree, batch);
             }
             Ok(())
@@ -176,5 +224,63 @@ mod tests {
         kv.crash();
         assert_eq!(kv.get(Tree::Log, b"a").expect("get"), Some(b"1".to_vec()));
         assert_eq!(kv.get(Tree::Log, b"b").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn crash_keeping_a_prefix_keeps_exactly_that_prefix() {
+        let kv = MemKv::new();
+        for (k, v) in [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")] {
+            kv.write(Tree::Log, vec![(k.to_vec(), Some(v.to_vec()))])
+                .expect("write");
+        }
+        kv.crash_keeping(2);
+        assert_eq!(kv.get(Tree::Log, b"a").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(kv.get(Tree::Log, b"b").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(kv.get(Tree::Log, b"c").expect("get"), None);
+        assert_eq!(kv.unsynced_writes(), 0);
+        // What was kept is durable: another crash keeps it.
+        kv.crash();
+        assert_eq!(kv.get(Tree::Log, b"b").expect("get"), Some(b"2".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_delayed_sync_covers_only_the_writes_made_before_it_started() {
+        let kv = std::sync::Arc::new(MemKv::new());
+        kv.set_sync_delay(Duration::from_millis(5));
+        kv.write(Tree::Log, vec![(b"a".to_vec(), Some(b"1".to_vec()))])
+            .expect("write");
+        let syncing = {
+            let kv = kv.clone();
+            tokio::spawn(async move { kv.sync().await })
+        };
+        tokio::task::yield_now().await;
+        kv.write(Tree::Log, vec![(b"b".to_vec(), Some(b"2".to_vec()))])
+            .expect("write");
+        syncing.await.expect("joins").expect("sync");
+        assert_eq!(kv.unsynced_writes(), 1);
+        kv.crash();
+        assert_eq!(kv.get(Tree::Log, b"a").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(kv.get(Tree::Log, b"b").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_sync_overtaken_by_a_fast_one_finds_its_writes_durable() {
+        let kv = std::sync::Arc::new(MemKv::new());
+        kv.set_sync_delay(Duration::from_millis(5));
+        kv.write(Tree::Log, vec![(b"a".to_vec(), Some(b"1".to_vec()))])
+            .expect("write");
+        let slow = {
+            let kv = kv.clone();
+            tokio::spawn(async move { kv.sync().await })
+        };
+        tokio::task::yield_now().await;
+        kv.write(Tree::Log, vec![(b"b".to_vec(), Some(b"2".to_vec()))])
+            .expect("write");
+        kv.set_sync_delay(Duration::ZERO);
+        kv.sync().await.expect("the fast sync covers both writes");
+        slow.await.expect("joins").expect("the slow sync");
+        assert_eq!(kv.unsynced_writes(), 0);
+        kv.crash();
+        assert_eq!(kv.get(Tree::Log, b"b").expect("get"), Some(b"2".to_vec()));
     }
 }
