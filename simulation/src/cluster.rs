@@ -1,0 +1,503 @@
+//! The simulated machines: one madsim node per StateLedger server, each running the real
+//! [`stateledger_node::node::start`] on its own [`MemKv`], which the harness keeps across
+//! restarts the way a disk outlives a process. A crash kills the madsim node and drops the writes
+//! the store had not synced; a restart runs `start` again on what is left.
+//!
+//! Faults overlap, so crashes, pauses and clogged links are held with counts: a server comes back
+//! (or a link opens) only when the last fault holding it ends.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use stateledger_core::note::NoteSigner;
+use stateledger_node::clock::Clock;
+use stateledger_node::config::{
+    ClusterSection, LimitsSection, MemberConfig, NodeConfig, NodeSection, RaftSection, TlsSection,
+};
+use stateledger_node::node::{start, NodeParts, NodeShared};
+use stateledger_node::store::{Kv, MemKv};
+use stateledger_node::tls::TlsMaterial;
+
+use crate::options::KnownBad;
+use crate::trace::Trace;
+
+/// The log's origin in every simulated cluster.
+pub const ORIGIN: &str = "stateledger.sim/cluster";
+const PUBLIC_PORT: u16 = 7000;
+const CLUSTER_PORT: u16 = 7100;
+
+/// IP of server `index` (0-based): 10.0.0.(index + 1).
+pub fn server_ip(index: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, (index + 1) as u8))
+}
+
+/// IP of the machine the clients and the operator run on.
+pub fn client_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))
+}
+
+/// The checkpoint key of node `id`. Fixed per id: keys are not what the seed should vary.
+pub fn node_signer(id: u64) -> NoteSigner {
+    NoteSigner::from_seed(&format!("node-{id}"), &[id as u8; 32]).expect("valid key name")
+}
+
+/// The admin key named at genesis (signs grants).
+pub fn admin_signer() -> NoteSigner {
+    NoteSigner::from_seed("admin", &[0xad; 32]).expect("valid key name")
+}
+
+/// The checkpoint inside a signed note (no signature check: for choosing times, not trust).
+pub fn parse_checkpoint(note: &str) -> Option<stateledger_core::checkpoint::Checkpoint> {
+    let parsed = stateledger_core::note::Note::parse(note.as_bytes()).ok()?;
+    stateledger_core::checkpoint::Checkpoint::parse(&parsed.text).ok()
+}
+
+/// What runs on a server's madsim node right now.
+#[derive(Clone)]
+pub enum Running {
+    Starting,
+    Up(Arc<NodeShared>),
+    /// `start` refused (e.g. it found corrupt data).
+    Failed(String),
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Running::Starting => f.write_str("Starting"),
+            Running::Up(_) => f.write_str("Up"),
+            Running::Failed(e) => write!(f, "Failed({e})"),
+        }
+    }
+}
+
+/// Filled by the node's init task: the incarnation number and what it runs.
+#[derive(Debug)]
+pub struct Slot {
+    pub incarnation: u64,
+    pub running: Running,
+}
+
+/// One server.
+pub struct Server {
+    pub index: usize,
+    pub id: u64,
+    pub name: String,
+    pub public_addr: String,
+    pub cluster_addr: String,
+    pub signer: NoteSigner,
+    pub kv: Arc<MemKv>,
+    pub clock: Clock,
+    node: NodeHandle,
+    slot: Arc<Mutex<Slot>>,
+    /// Faults holding it crashed / paused.
+    down_holds: u32,
+    pause_holds: u32,
+    pub decommissioned: bool,
+    /// A stored byte of this server was flipped.
+    pub corrupted: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Server({})", self.name)
+    }
+}
+
+impl Server {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Powered and not paused.
+    pub fn is_running(&self) -> bool {
+        !self.decommissioned && self.down_holds == 0 && self.pause_holds == 0
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.decommissioned || self.down_holds > 0
+    }
+
+    /// The running node, if it is up (paused nodes are not).
+    pub fn shared(&self) -> Option<Arc<NodeShared>> {
+        if !self.is_running() {
+            return None;
+        }
+        match &self.slot().running {
+            Running::Up(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The node even if paused (its memory can be read, it cannot act).
+    pub fn shared_even_paused(&self) -> Option<Arc<NodeShared>> {
+        if self.is_down() {
+            return None;
+        }
+        match &self.slot().running {
+            Running::Up(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.slot().incarnation
+    }
+
+    pub fn start_failure(&self) -> Option<String> {
+        match &self.slot().running {
+            Running::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// One short line for the trace.
+    pub fn summary(&self) -> String {
+        if self.decommissioned {
+            return format!("{}:gone", self.id);
+        }
+        if self.down_holds > 0 {
+            return format!("{}:down", self.id);
+        }
+        let paused = if self.pause_holds > 0 { "(paused)" } else { "" };
+        let running = self.slot().running.clone();
+        match running {
+            Running::Starting => format!("{}:starting{paused}", self.id),
+            Running::Failed(_) => format!("{}:failed", self.id),
+            Running::Up(s) => {
+                let m = s.raft.metrics().borrow().clone();
+                let role = match m.state {
+                    openraft::ServerState::Leader => "L",
+                    openraft::ServerState::Follower => "F",
+                    openraft::ServerState::Candidate => "C",
+                    openraft::ServerState::Learner => "l",
+                    openraft::ServerState::Shutdown => "X",
+                };
+                let p = s.ledger.current_progress();
+                let root = s.ledger.root().to_hex();
+                format!(
+                    "{}:{role}{paused} t{} a{} s{} r{} p{}",
+                    self.id,
+                    m.current_term,
+                    m.last_applied.map_or(0, |l| l.index),
+                    p.size,
+                    &root[..8],
+                    p.published_size
+                )
+            }
+        }
+    }
+}
+
+/// Per-run tuning drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct ServerTuning {
+    pub snapshot_every_entries: u64,
+    pub sync_delay: Vec<Duration>,
+}
+
+/// All servers plus the network state the harness imposed.
+pub struct Cluster {
+    pub servers: Vec<Server>,
+    /// Voters at the start; the last server is the spare.
+    pub voters: usize,
+    handle: Handle,
+    /// Clogged directed links (from, to) → how many faults hold them.
+    links: BTreeMap<(usize, usize), u32>,
+    trace: Trace,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cluster({} servers)", self.servers.len())
+    }
+}
+
+fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
+    let id = index as u64 + 1;
+    let members = (0..voters)
+        .map(|i| MemberConfig {
+            id: i as u64 + 1,
+            name: format!("node-{}", i + 1),
+            public_addr: format!("{}:{PUBLIC_PORT}", server_ip(i)),
+            cluster_addr: format!("{}:{CLUSTER_PORT}", server_ip(i)),
+            checkpoint_key: node_signer(i as u64 + 1).verifier().to_text(),
+        })
+        .collect();
+    NodeConfig {
+        node: NodeSection {
+            id,
+            name: format!("node-{id}"),
+            data_dir: format!("/sim/node-{id}").into(),
+            public_listen: format!("{}:{PUBLIC_PORT}", server_ip(index)),
+            cluster_listen: format!("{}:{CLUSTER_PORT}", server_ip(index)),
+            public_addr: None,
+            cluster_addr: None,
+            checkpoint_key_file: format!("/sim/node-{id}.key").into(),
+            verify_on_start: true,
+        },
+        tls: TlsSection {
+            ca_cert: "/sim/unused".into(),
+            cert: "/sim/unused".into(),
+            key: "/sim/unused".into(),
+        },
+        cluster: ClusterSection {
+            origin: ORIGIN.to_string(),
+            admin_keys: vec![admin_signer().verifier().to_text()],
+            bootstrap: id == 1,
+            initial_members: if id == 1 { members } else { Vec::new() },
+        },
+        raft: RaftSection {
+            snapshot_every_entries: tuning.snapshot_every_entries,
+            ..RaftSection::default()
+        },
+        limits: LimitsSection::default(),
+    }
+}
+
+impl Cluster {
+    /// Creates and starts `voters + 1` servers (the last one a spare, not a member yet).
+    pub fn start(
+        voters: usize,
+        tuning: &ServerTuning,
+        known_bad: KnownBad,
+        trace: Trace,
+    ) -> Cluster {
+        let handle = Handle::current();
+        let mut servers = Vec::new();
+        for index in 0..=voters {
+            let id = index as u64 + 1;
+            let config = config_of(index, voters, tuning);
+            let kv = Arc::new(MemKv::new());
+            kv.set_sync_delay(tuning.sync_delay.get(index).copied().unwrap_or_default());
+            let clock = Clock::new();
+            let signer = node_signer(id);
+            let slot = Arc::new(Mutex::new(Slot {
+                incarnation: 0,
+                running: Running::Starting,
+            }));
+            let init = {
+                let (config, kv, clock, signer, slot) = (
+                    config.clone(),
+                    kv.clone(),
+                    clock.clone(),
+                    signer.clone(),
+                    slot.clone(),
+                );
+                move || {
+                    let parts = NodeParts {
+                        config: config.clone(),
+                        kv: kv.clone() as Arc<dyn Kv>,
+                        tls: TlsMaterial {
+                            ca_pem: String::new(),
+                            cert_pem: String::new(),
+                            key_pem: String::new(),
+                        },
+                        signer: signer.clone(),
+                        clock: clock.clone(),
+                        known_bad,
+                    };
+                    let slot = slot.clone();
+                    async move {
+                        {
+                            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+                            s.incarnation += 1;
+                            s.running = Running::Starting;
+                        }
+                        match start(parts).await {
+                            Ok(node) => {
+                                slot.lock().unwrap_or_else(|p| p.into_inner()).running =
+                                    Running::Up(node.shared.clone());
+                                // The node lives as long as this task: a crash drops both.
+                                std::future::pending::<()>().await;
+                                drop(node);
+                            }
+                            Err(e) => {
+                                slot.lock().unwrap_or_else(|p| p.into_inner()).running =
+                                    Running::Failed(e.to_string());
+                            }
+                        }
+                    }
+                }
+            };
+            let node = handle
+                .create_node()
+                .name(format!("node-{id}"))
+                .ip(server_ip(index))
+                .init(init)
+                .build();
+            servers.push(Server {
+                index,
+                id,
+                name: format!("node-{id}"),
+                public_addr: format!("{}:{PUBLIC_PORT}", server_ip(index)),
+                cluster_addr: format!("{}:{CLUSTER_PORT}", server_ip(index)),
+                signer,
+                kv,
+                clock,
+                node,
+                slot,
+                down_holds: 0,
+                pause_holds: 0,
+                decommissioned: false,
+                corrupted: false,
+            });
+        }
+        Cluster {
+            servers,
+            voters,
+            handle,
+            links: BTreeMap::new(),
+            trace,
+        }
+    }
+
+    pub fn index_of(&self, id: u64) -> Option<usize> {
+        self.servers.iter().position(|s| s.id == id)
+    }
+
+    /// The server that leads with the highest term, as the running nodes report it.
+    pub fn leader(&self) -> Option<usize> {
+        self.servers
+            .iter()
+            .filter_map(|s| {
+                let shared = s.shared()?;
+                let m = shared.raft.metrics().borrow().clone();
+                (m.state == openraft::ServerState::Leader).then_some((m.current_term, s.index))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// Power loss: the process dies and the store keeps what it synced, plus the first
+    /// `keep_unsynced` writes after that.
+    pub fn crash(&mut self, index: usize, keep_unsynced: usize) {
+        let s = &mut self.servers[index];
+        if s.decommissioned {
+            return;
+        }
+        s.down_holds += 1;
+        if s.down_holds == 1 {
+            self.handle.kill(s.node.id());
+            // The dead process's memory is gone: never observe it again.
+            s.slot().running = Running::Starting;
+            let lost = s.kv.unsynced_writes().saturating_sub(keep_unsynced);
+            s.kv.crash_keeping(keep_unsynced);
+            self.trace
+                .log(format!("crash {} (lost {lost} unsynced writes)", s.name));
+        }
+    }
+
+    /// Ends one crash hold; the server restarts when none is left.
+    pub fn release_crash(&mut self, index: usize) {
+        let s = &mut self.servers[index];
+        if s.decommissioned || s.down_holds == 0 {
+            return;
+        }
+        s.down_holds -= 1;
+        if s.down_holds == 0 {
+            self.handle.restart(s.node.id());
+            if s.pause_holds > 0 {
+                self.handle.pause(s.node.id());
+            }
+            self.trace.log(format!("restart {}", s.name));
+        }
+    }
+
+    pub fn pause(&mut self, index: usize) {
+        let s = &mut self.servers[index];
+        if s.decommissioned {
+            return;
+        }
+        s.pause_holds += 1;
+        if s.pause_holds == 1 && s.down_holds == 0 {
+            self.handle.pause(s.node.id());
+            self.trace.log(format!("pause {}", s.name));
+        }
+    }
+
+    pub fn release_pause(&mut self, index: usize) {
+        let s = &mut self.servers[index];
+        if s.decommissioned || s.pause_holds == 0 {
+            return;
+        }
+        s.pause_holds -= 1;
+        if s.pause_holds == 0 && s.down_holds == 0 {
+            self.handle.resume(s.node.id());
+            self.trace.log(format!("resume {}", s.name));
+        }
+    }
+
+    /// The operator retires a removed member: its process stops for good.
+    pub fn decommission(&mut self, index: usize) {
+        let s = &mut self.servers[index];
+        if s.decommissioned {
+            return;
+        }
+        s.decommissioned = true;
+        self.handle.kill(s.node.id());
+        s.slot().running = Running::Starting;
+        self.trace.log(format!("decommission {}", s.name));
+    }
+
+    /// Restarts every crashed server and resumes every paused one (the liveness phase).
+    pub fn heal_processes(&mut self) {
+        for i in 0..self.servers.len() {
+            if self.servers[i].decommissioned {
+                // Retired for good: nothing to restart or resume (and the release calls below
+                // would not count its holds down).
+                self.servers[i].pause_holds = 0;
+                self.servers[i].down_holds = 0;
+                continue;
+            }
+            while self.servers[i].pause_holds > 0 {
+                self.release_pause(i);
+            }
+            while self.servers[i].down_holds > 0 {
+                self.release_crash(i);
+            }
+        }
+    }
+
+    /// Holds the directed link `from → to` clogged.
+    pub fn clog(&mut self, from: usize, to: usize) {
+        let count = self.links.entry((from, to)).or_default();
+        *count += 1;
+        if *count == 1 {
+            NetSim::current().clog_link(self.servers[from].node.id(), self.servers[to].node.id());
+        }
+    }
+
+    pub fn unclog(&mut self, from: usize, to: usize) {
+        let Some(count) = self.links.get_mut(&(from, to)) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.links.remove(&(from, to));
+            NetSim::current().unclog_link(self.servers[from].node.id(), self.servers[to].node.id());
+        }
+    }
+
+    /// Opens every link.
+    pub fn heal_network(&mut self) {
+        let net = NetSim::current();
+        for (from, to) in std::mem::take(&mut self.links).into_keys() {
+            net.unclog_link(self.servers[from].node.id(), self.servers[to].node.id());
+        }
+        net.update_config(|c| *c = madsim::net::Config::default());
+    }
+
+    /// One line with every server's state.
+    pub fn summary(&self) -> String {
+        self.servers
+            .iter()
+            .map(Server::summary)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+}

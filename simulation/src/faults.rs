@@ -1,0 +1,308 @@
+//! Applies the fault plan to the cluster as simulated time passes: starts each fault when due,
+//! ends it after its duration, toggles flapping partitions, and keeps the network configuration
+//! at the worst loss and latency currently active.
+
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use stateledger_node::store::Tree;
+
+use crate::cluster::Cluster;
+use crate::plan::{Fault, PlannedFault, Targets};
+use crate::trace::Trace;
+
+/// What a started fault holds, so ending it releases exactly that.
+#[derive(Debug)]
+enum Held {
+    Links(Vec<(usize, usize)>),
+    Crashed(Vec<usize>),
+    Paused(usize),
+    Network,
+    Flapping {
+        links: Vec<(usize, usize)>,
+        period: Duration,
+        clogged: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Active {
+    start: Duration,
+    end: Duration,
+    fault: Fault,
+    held: Held,
+}
+
+/// See the module comment.
+#[derive(Debug)]
+pub struct FaultRunner {
+    pending: Vec<PlannedFault>,
+    active: Vec<Active>,
+}
+
+/// Every directed link between `side` and the other servers.
+fn cut(side: &[usize], servers: usize) -> Vec<(usize, usize)> {
+    let mut links = Vec::new();
+    for a in side {
+        for b in (0..servers).filter(|b| !side.contains(b)) {
+            links.push((*a, b));
+            links.push((b, *a));
+        }
+    }
+    links
+}
+
+impl FaultRunner {
+    pub fn new(faults: Vec<PlannedFault>) -> FaultRunner {
+        let mut pending = faults;
+        // Due faults are popped from the back.
+        pending.sort_by(|a, b| b.start.cmp(&a.start));
+        FaultRunner {
+            pending,
+            active: Vec::new(),
+        }
+    }
+
+    /// Starts and ends whatever is due at `now`.
+    pub fn step(&mut self, now: Duration, cluster: &mut Cluster, trace: &Trace) {
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].end <= now {
+                let a = self.active.remove(i);
+                self.end(a, cluster, trace);
+            } else {
+                i += 1;
+            }
+        }
+        while self.pending.last().is_some_and(|f| f.start <= now) {
+            if let Some(f) = self.pending.pop() {
+                self.begin(f, now, cluster, trace);
+            }
+        }
+        for a in &mut self.active {
+            if let Held::Flapping {
+                links,
+                period,
+                clogged,
+            } = &mut a.held
+            {
+                let phase =
+                    (now.saturating_sub(a.start).as_millis() / period.as_millis().max(1)) % 2;
+                let want = phase == 0;
+                if want != *clogged {
+                    for (from, to) in links.iter() {
+                        if want {
+                            cluster.clog(*from, *to);
+                        } else {
+                            cluster.unclog(*from, *to);
+                        }
+                    }
+                    *clogged = want;
+                }
+            }
+        }
+    }
+
+    /// Ends every active fault and drops the rest of the plan.
+    pub fn end_all(&mut self, cluster: &mut Cluster, trace: &Trace) {
+        self.pending.clear();
+        for a in std::mem::take(&mut self.active) {
+            self.end(a, cluster, trace);
+        }
+        self.apply_network();
+    }
+
+    fn begin(&mut self, f: PlannedFault, now: Duration, cluster: &mut Cluster, trace: &Trace) {
+        let servers = cluster.servers.len();
+        let held = match &f.fault {
+            Fault::Partition { side } => {
+                trace.log(format!("fault: partition {side:?} from the rest"));
+                let links = cut(side, servers);
+                for (a, b) in &links {
+                    cluster.clog(*a, *b);
+                }
+                Held::Links(links)
+            }
+            Fault::IsolateLeader => {
+                let Some(leader) = cluster.leader() else {
+                    trace.log("fault: isolate leader: no leader now");
+                    return;
+                };
+                trace.log(format!(
+                    "fault: isolate leader {}",
+                    cluster.servers[leader].name
+                ));
+                let links = cut(&[leader], servers);
+                for (a, b) in &links {
+                    cluster.clog(*a, *b);
+                }
+                Held::Links(links)
+            }
+            Fault::OneWay { node, inbound } => {
+                let dir = if *inbound { "into" } else { "out of" };
+                trace.log(format!(
+                    "fault: links {dir} {} cut",
+                    cluster.servers[*node].name
+                ));
+                let links: Vec<(usize, usize)> = (0..servers)
+                    .filter(|o| o != node)
+                    .map(|o| if *inbound { (o, *node) } else { (*node, o) })
+                    .collect();
+                for (a, b) in &links {
+                    cluster.clog(*a, *b);
+                }
+                Held::Links(links)
+            }
+            Fault::Flapping { side, period } => {
+                trace.log(format!(
+                    "fault: flapping partition {side:?} every {}ms",
+                    period.as_millis()
+                ));
+                Held::Flapping {
+                    links: cut(side, servers),
+                    period: *period,
+                    clogged: false,
+                }
+            }
+            Fault::PacketLoss { rate } => {
+                trace.log(format!("fault: packet loss {rate:.2}"));
+                Held::Network
+            }
+            Fault::Latency { max } => {
+                trace.log(format!("fault: latency up to {}ms", max.as_millis()));
+                Held::Network
+            }
+            Fault::Crash {
+                targets,
+                keep_unsynced,
+            } => {
+                let nodes = match targets {
+                    Targets::Nodes(n) => n.clone(),
+                    Targets::Leader => match cluster.leader() {
+                        Some(l) => vec![l],
+                        None => {
+                            trace.log("fault: crash leader: no leader now");
+                            return;
+                        }
+                    },
+                };
+                trace.log(format!(
+                    "fault: power loss of {:?} keeping {keep_unsynced} unsynced writes",
+                    nodes
+                        .iter()
+                        .map(|i| cluster.servers[*i].id)
+                        .collect::<Vec<_>>()
+                ));
+                for n in &nodes {
+                    cluster.crash(*n, *keep_unsynced);
+                }
+                Held::Crashed(nodes)
+            }
+            Fault::Pause { node } => {
+                trace.log(format!("fault: pause {}", cluster.servers[*node].name));
+                cluster.pause(*node);
+                Held::Paused(*node)
+            }
+            Fault::ClockJump { node, delta_nanos } => {
+                trace.log(format!(
+                    "fault: clock of {} jumps {:+.3}s",
+                    cluster.servers[*node].name,
+                    *delta_nanos as f64 / 1e9
+                ));
+                cluster.servers[*node].clock.adjust(*delta_nanos);
+                return;
+            }
+            Fault::Corrupt { node } => {
+                corrupt(cluster, *node, trace);
+                return;
+            }
+        };
+        self.active.push(Active {
+            start: now,
+            end: now + f.duration,
+            fault: f.fault,
+            held,
+        });
+        self.apply_network();
+    }
+
+    fn end(&mut self, a: Active, cluster: &mut Cluster, trace: &Trace) {
+        trace.log(format!("fault ends: {:?}", a.fault));
+        match a.held {
+            Held::Links(links) => {
+                for (x, y) in links {
+                    cluster.unclog(x, y);
+                }
+            }
+            Held::Flapping { links, clogged, .. } => {
+                if clogged {
+                    for (x, y) in links {
+                        cluster.unclog(x, y);
+                    }
+                }
+            }
+            Held::Crashed(nodes) => {
+                for n in nodes {
+                    cluster.release_crash(n);
+                }
+            }
+            Held::Paused(n) => cluster.release_pause(n),
+            Held::Network => {}
+        }
+        self.apply_network();
+    }
+
+    /// The worst loss and latency among active faults, or the defaults.
+    fn apply_network(&self) {
+        let mut config = madsim::net::Config::default();
+        for a in &self.active {
+            match &a.fault {
+                Fault::PacketLoss { rate } => {
+                    config.packet_loss_rate = config.packet_loss_rate.max(*rate);
+                }
+                Fault::Latency { max } => {
+                    if *max > config.send_latency.end {
+                        config.send_latency = config.send_latency.start..*max;
+                    }
+                }
+                _ => {}
+            }
+        }
+        NetSim::current().update_config(|c| *c = config);
+    }
+}
+
+/// Flips one stored bit of `node`: in any value of the ledger tree (leaves, metadata, checkpoints,
+/// whatever the layout keeps there) or in a Raft log entry. The server is marked corrupted first,
+/// so the invariants know what to expect.
+fn corrupt(cluster: &mut Cluster, node: usize, trace: &Trace) {
+    let server = &mut cluster.servers[node];
+    let mut rng = thread_rng();
+    let trees = if rng.gen_bool(0.7) {
+        [Tree::Ledger, Tree::Log]
+    } else {
+        [Tree::Log, Tree::Ledger]
+    };
+    for tree in trees {
+        let keys = server.kv.keys(tree);
+        if keys.is_empty() {
+            continue;
+        }
+        let key = &keys[rng.gen_range(0..keys.len())];
+        let byte = rng.gen_range(0..4096);
+        server.corrupted = true;
+        server.kv.corrupt(tree, key, byte);
+        trace.log(format!(
+            "fault: flip a bit of {} tree {} key {} byte {byte}",
+            server.name,
+            tree.name(),
+            stateledger_node::store::describe_key(key)
+        ));
+        return;
+    }
+    trace.log(format!(
+        "fault: nothing stored on {} to corrupt yet",
+        server.name
+    ));
+}
