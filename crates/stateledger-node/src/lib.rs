@@ -18,5 +18,6 @@ pub mod known_bad;
 pub mod ledger;
 pub mod node;
 pub mod raft;
+pub mod sigcheck;
 pub mod store;
 pub mod tls;

@@ -45,6 +45,8 @@ pub struct NodeShared {
     pub checkpoint_wanted: Notify,
     pub wanted_time: Mutex<u64>,
     pub submit_tx: mpsc::Sender<SubmitJob>,
+    /// Requests waiting for their signatures to be checked (batched across requests).
+    pub sig_tx: mpsc::Sender<crate::sigcheck::SigJob>,
     pub snapshot_session: tokio::sync::Mutex<Option<SnapshotSession>>,
 }
 
@@ -242,6 +244,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
     let (submit_tx, submit_rx) = mpsc::channel(config.limits.queue_requests_max);
+    let (sig_tx, sig_rx) = mpsc::channel(config.limits.queue_requests_max);
     let (checkpoints, _) = watch::channel(None);
     let shared = Arc::new(NodeShared {
         id: config.node.id,
@@ -255,6 +258,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         checkpoint_wanted: Notify::new(),
         wanted_time: Mutex::new(0),
         submit_tx,
+        sig_tx,
         snapshot_session: tokio::sync::Mutex::new(None),
     });
     if let Some(note) = ledger.published_checkpoint() {
@@ -297,6 +301,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let (public_addr, cluster_addr) =
         serve(&config, &tls, &shared, &shutdown_rx, &mut tasks).await?;
 
+    tasks.push(tokio::spawn(crate::sigcheck::run(sig_rx)));
     tasks.push(tokio::spawn(batcher::run(shared.clone(), submit_rx)));
     tasks.push(tokio::spawn(checkpointer::run(
         shared.clone(),

@@ -45,6 +45,12 @@ pub struct ClusterArgs {
     /// Keep the cluster's files here instead of a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Override the nodes' shortest gap between checkpoint cosigning rounds (ms).
+    #[arg(long)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Override the nodes' shortest gap between checkpoints published through Raft (ms).
+    #[arg(long)]
+    pub publish_interval_ms: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -249,8 +255,23 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let cluster = stateledger_node::dev::create(&dir, 3, base, "stateledger.bench/cluster")
         .map_err(anyhow::Error::msg)?;
     let mut endpoints = Vec::new();
+    let mut cadence = (0, 0);
     for c in &cluster.configs {
-        endpoints.push(stateledger_node::config::NodeConfig::load(c)?.public_addr());
+        let mut config = stateledger_node::config::NodeConfig::load(c)?;
+        endpoints.push(config.public_addr());
+        if args.checkpoint_interval_ms.is_some() || args.publish_interval_ms.is_some() {
+            if let Some(ms) = args.checkpoint_interval_ms {
+                config.limits.checkpoint_interval_ms = ms;
+            }
+            if let Some(ms) = args.publish_interval_ms {
+                config.limits.checkpoint_publish_interval_ms = ms;
+            }
+            std::fs::write(c, toml::to_string_pretty(&config)?)?;
+        }
+        cadence = (
+            config.limits.checkpoint_interval_ms,
+            config.limits.checkpoint_publish_interval_ms,
+        );
     }
     let profile = Profile {
         endpoints: endpoints.clone(),
@@ -289,9 +310,11 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             client.sign_and_submit(vec![grant], admin.signing_key()).await?;
         }
         println!(
-            "StateLedger: 3 nodes on loopback, TLS, fsync per commit, records ~{} B, {} s per level",
+            "StateLedger: 3 nodes on loopback, TLS, fsync per commit, records ~{} B, {} s per level; checkpoints cosigned at most every {} ms, published at most every {} ms",
             pool.first().map_or(0, |r| r.bytes.len()),
-            args.seconds
+            args.seconds,
+            cadence.0,
+            cadence.1
         );
         let next = Arc::new(AtomicUsize::new(0));
         let mut results = Vec::new();

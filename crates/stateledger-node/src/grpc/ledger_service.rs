@@ -7,7 +7,7 @@ use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::heads::HeadTerminal;
 use stateledger_core::limits::RECORD_BYTES_MAX;
 use stateledger_core::note::Note;
-use stateledger_core::record::{decode_record, verify_record_signature, verify_record_signatures};
+use stateledger_core::record::decode_record;
 use stateledger_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -17,6 +17,7 @@ use crate::batcher::{SubmitFailure, SubmitJob};
 use crate::ledger::ReadError;
 use crate::node::NodeShared;
 use crate::raft::{GroupOutcome, Refusal, SubmittedRecord};
+use crate::sigcheck::SigJob;
 
 /// Most leaves one ListSystemEntries answer holds.
 pub const LIST_LIMIT_MAX: usize = 1000;
@@ -229,28 +230,24 @@ impl pb::ledger_server::Ledger for LedgerService {
                 signature: r.signature.clone(),
             });
         }
-        let items: Vec<(&[u8], &[u8], &[u8])> = records
-            .iter()
-            .map(|r| {
-                (
-                    r.writer_key.as_slice(),
-                    r.signature.as_slice(),
-                    r.record.as_slice(),
-                )
+        // Signatures are checked in batches across concurrent requests (sigcheck.rs).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .sig_tx
+            .try_send(SigJob {
+                records: group,
+                reply: tx,
             })
-            .collect();
-        if verify_record_signatures(&items).is_err() {
-            for (i, (k, s, rec)) in items.iter().enumerate() {
-                if let Err(e) = verify_record_signature(k, s, rec) {
-                    return Err(Status::unauthenticated(format!(
-                        "record {i}: {e}; nothing was appended"
-                    )));
-                }
-            }
-            return Err(Status::unauthenticated(
-                "a record signature does not verify; nothing was appended",
-            ));
-        }
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "the leader's signature queue is full ({} requests); retry with backoff",
+                    limits.queue_requests_max
+                ))
+            })?;
+        let (group, verdict) = rx
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down; retry"))?;
+        verdict.map_err(|e| Status::unauthenticated(format!("{e}; nothing was appended")))?;
         match self.shared.ledger.precheck(&group) {
             Err(e) => return Err(read_status(e.into())),
             Ok(Some(GroupOutcome::Refused { position, refusal })) => {
