@@ -11,7 +11,7 @@ use stateledger_core::note::{Note, NoteSigner};
 use stateledger_core::record::{pb, Body, CheckedRecord};
 use stateledger_node::ledger::Ledger;
 use stateledger_node::raft::{
-    Command, CommandResponse, Entry, NodeInfo, SubmittedRecord, TypeConfig,
+    Command, CommandResponse, Entry, GroupOutcome, NodeInfo, SubmittedRecord, TypeConfig,
 };
 use stateledger_node::store::{MemKv, Store};
 
@@ -142,4 +142,76 @@ fn a_checkpoint_published_with_its_leaves_in_one_apply_is_accepted() {
     assert_eq!(batched.root(), one_by_one.root());
     assert_eq!(batched.meta(), one_by_one.meta());
     assert_eq!(batched.corruption(), None);
+}
+
+/// A retried record whose first copy sits in a block that the same apply filled (so the stored
+/// version of that block does not hold it yet) is a duplicate, not a new leaf (found by the
+/// simulation, seed 11: the record was stored at leaf 60 and again at leaf 64).
+#[test]
+fn a_retry_of_a_record_in_a_block_sealed_by_the_same_apply_is_a_duplicate() {
+    let node = NoteSigner::from_seed("node-1", &[1; 32]).expect("key");
+    let admin = NoteSigner::from_seed("admin", &[2; 32]).expect("key");
+    let writer = NoteSigner::from_seed("writer", &[3; 32]).expect("key");
+    let info = NodeInfo {
+        name: "node-1".into(),
+        raft_addr: "n1:1".into(),
+        public_addr: "n1:2".into(),
+        checkpoint_key: node.verifier().to_text(),
+    };
+    let grant = Body::Policy(pb::Policy {
+        change: Some(pb::policy::Change::Grant(pb::WriterGrant {
+            writer_key: writer.verifier().key.to_bytes().to_vec(),
+            writer_name: "writer".into(),
+        })),
+    });
+    let ledger = ledger();
+    ledger
+        .apply_entries(vec![
+            entry(
+                1,
+                EntryPayload::Membership(Membership::new(
+                    vec![BTreeSet::from([1])],
+                    BTreeMap::from([(1, info)]),
+                )),
+            ),
+            entry(
+                2,
+                EntryPayload::Normal(Command::Genesis {
+                    origin: "stateledger.test/apply".into(),
+                    admin_keys: vec![admin.verifier().key.to_bytes()],
+                }),
+            ),
+            append(3, vec![vec![submitted(record(0, grant), &admin)]], 1_000),
+            // Leaves 1..=59: the stored block 0 holds 60 leaves after this apply.
+            append(
+                4,
+                vec![(1..=59)
+                    .map(|n| submitted(record(n, mutation(n)), &writer))
+                    .collect()],
+                2_000,
+            ),
+        ])
+        .expect("applies");
+    let retried = submitted(record(60, mutation(60)), &writer);
+    // One apply: leaves 60..=63 fill block 0, then the retry of leaf 60 arrives.
+    let responses = ledger
+        .apply_entries(vec![
+            append(
+                5,
+                vec![std::iter::once(retried.clone())
+                    .chain((61..=63).map(|n| submitted(record(n, mutation(n)), &writer)))
+                    .collect()],
+                3_000,
+            ),
+            append(6, vec![vec![retried]], 4_000),
+        ])
+        .expect("applies");
+    assert_eq!(
+        responses.last(),
+        Some(&CommandResponse::Appended(vec![
+            GroupOutcome::AllDuplicates(vec![60])
+        ]))
+    );
+    assert_eq!(ledger.meta().size, 64, "nothing was appended twice");
+    assert_eq!(ledger.corruption(), None);
 }

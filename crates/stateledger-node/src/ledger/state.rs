@@ -349,7 +349,7 @@ impl Ledger {
         group: Vec<SubmittedRecord>,
         proposed_time: u64,
     ) -> Result<GroupOutcome, StoreError> {
-        let checked = match check_group(self, inner, &group)? {
+        let checked = match check_group(self, inner, &ctx.full_blocks, &group)? {
             Ok(checked) => checked,
             Err(outcome) => return Ok(outcome),
         };
@@ -752,13 +752,13 @@ impl Ledger {
     /// state (the state machine decides again when it applies). `Some` refuses it.
     pub fn precheck(&self, group: &[SubmittedRecord]) -> Result<Option<GroupOutcome>, StoreError> {
         let inner = self.read();
-        Ok(check_group(self, &inner, group)?.err())
+        Ok(check_group(self, &inner, &[], group)?.err())
     }
 
     /// Whether these record bytes are already in the ledger, and where.
     pub fn find_record(&self, record_bytes: &[u8]) -> Result<Option<u64>, StoreError> {
         let inner = self.read();
-        find_record(self, &inner, record_bytes)
+        find_record(self, &inner, &[], record_bytes)
     }
 
     // ----- snapshots -----
@@ -979,9 +979,12 @@ fn root_at(inner: &Inner, size: u64) -> Hash {
 }
 
 /// Where these record bytes already are in the ledger (confirmed on the stored leaf).
+/// `sealed`: blocks an apply in progress filled and has not written yet (their stored versions
+/// lack their last leaves).
 fn find_record(
     ledger: &Ledger,
     inner: &Inner,
+    sealed: &[(u64, Vec<Vec<u8>>)],
     record_bytes: &[u8],
 ) -> Result<Option<u64>, StoreError> {
     let (_, short) = record_key(record_bytes);
@@ -995,17 +998,25 @@ fn find_record(
             .open_block
             .get((index % BLOCK_LEAVES) as usize)
             .cloned()
+    } else if let Some((_, leaves)) = sealed.iter().find(|(b, _)| *b == block) {
+        leaves.get((index % BLOCK_LEAVES) as usize).cloned()
     } else {
         read_block(&ledger.store, block)?
             .into_iter()
             .nth((index % BLOCK_LEAVES) as usize)
     };
-    let leaf = leaf_bytes
-        .as_deref()
-        .map(Leaf::decode)
-        .transpose()
+    // The index names a leaf the ledger holds: not finding it is an inconsistency, never "not a
+    // duplicate" (that would append the record twice).
+    let leaf_bytes = leaf_bytes.ok_or_else(|| {
+        StoreError::corrupt(
+            Tree::Ledger,
+            &keys::block(block),
+            format!("leaf {index}, named by the record index, is not in its block"),
+        )
+    })?;
+    let leaf = Leaf::decode(&leaf_bytes)
         .map_err(|e| StoreError::corrupt(Tree::Ledger, &keys::block(block), e))?;
-    Ok(leaf.filter(|l| l.record == record_bytes).map(|l| l.index.0))
+    Ok((leaf.record == record_bytes).then_some(leaf.index.0))
 }
 
 /// A record of a group that passed the checks.
@@ -1021,6 +1032,7 @@ struct CheckedEntry {
 fn check_group(
     ledger: &Ledger,
     inner: &Inner,
+    sealed: &[(u64, Vec<Vec<u8>>)],
     group: &[SubmittedRecord],
 ) -> Result<Result<Vec<CheckedEntry>, GroupOutcome>, StoreError> {
     let refuse =
@@ -1053,7 +1065,7 @@ fn check_group(
         if !seen.insert(full) {
             return refuse(position, Refusal::Duplicate { index: None });
         }
-        if let Some(index) = find_record(ledger, inner, &r.record)? {
+        if let Some(index) = find_record(ledger, inner, sealed, &r.record)? {
             existing.push((position, index));
             continue;
         }
