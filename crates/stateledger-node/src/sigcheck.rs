@@ -15,6 +15,8 @@ use crate::raft::SubmittedRecord;
 
 /// Most records checked in one batch verification.
 pub const SIG_BATCH_RECORDS_MAX: usize = 4096;
+/// Batches up to this many records are checked on the task itself, not on the blocking pool.
+pub const SIG_INLINE_RECORDS_MAX: usize = 4;
 
 /// One request's records, waiting for their signatures to be checked.
 #[derive(Debug)]
@@ -81,7 +83,11 @@ pub async fn run(mut rx: mpsc::Receiver<SigJob>) {
         // On the blocking pool, so the runtime's workers keep serving while a batch is
         // checked. The simulation has no blocking pool: there it runs inline.
         #[cfg(not(madsim))]
-        let (records, verdicts) = {
+        let (records, verdicts) = if count <= SIG_INLINE_RECORDS_MAX {
+            // A few signatures (tens of µs each) cost less than waking a pool thread.
+            let verdicts = check_jobs(&records);
+            (records, verdicts)
+        } else {
             let checked = tokio::task::spawn_blocking(move || {
                 let verdicts = check_jobs(&records);
                 (records, verdicts)
