@@ -64,24 +64,37 @@ fn ledger() -> Arc<Ledger> {
     Ledger::open(Store::new(Arc::new(MemKv::new())), true).expect("empty ledger opens")
 }
 
-#[test]
-fn a_checkpoint_published_with_its_leaves_in_one_apply_is_accepted() {
-    let node = NoteSigner::from_seed("node-1", &[1; 32]).expect("key");
-    let admin = NoteSigner::from_seed("admin", &[2; 32]).expect("key");
-    let writer = NoteSigner::from_seed("writer", &[3; 32]).expect("key");
+/// The keys of a one-node test cluster.
+struct Keys {
+    node: NoteSigner,
+    admin: NoteSigner,
+    writer: NoteSigner,
+}
+
+fn keys() -> Keys {
+    Keys {
+        node: NoteSigner::from_seed("node-1", &[1; 32]).expect("key"),
+        admin: NoteSigner::from_seed("admin", &[2; 32]).expect("key"),
+        writer: NoteSigner::from_seed("writer", &[3; 32]).expect("key"),
+    }
+}
+
+/// Entries 1..=3: the membership, the genesis naming the admin, and the admin's grant to the
+/// writer (leaf 0).
+fn genesis_entries(k: &Keys) -> Vec<Entry> {
     let info = NodeInfo {
         name: "node-1".into(),
         raft_addr: "n1:1".into(),
         public_addr: "n1:2".into(),
-        checkpoint_key: node.verifier().to_text(),
+        checkpoint_key: k.node.verifier().to_text(),
     };
     let grant = Body::Policy(pb::Policy {
         change: Some(pb::policy::Change::Grant(pb::WriterGrant {
-            writer_key: writer.verifier().key.to_bytes().to_vec(),
+            writer_key: k.writer.verifier().key.to_bytes().to_vec(),
             writer_name: "writer".into(),
         })),
     });
-    let entries = vec![
+    vec![
         entry(
             1,
             EntryPayload::Membership(Membership::new(
@@ -93,19 +106,26 @@ fn a_checkpoint_published_with_its_leaves_in_one_apply_is_accepted() {
             2,
             EntryPayload::Normal(Command::Genesis {
                 origin: "stateledger.test/apply".into(),
-                admin_keys: vec![admin.verifier().key.to_bytes()],
+                admin_keys: vec![k.admin.verifier().key.to_bytes()],
             }),
         ),
-        append(3, vec![vec![submitted(record(0, grant), &admin)]], 1_000),
-        append(
-            4,
-            vec![vec![
-                submitted(record(1, mutation(1)), &writer),
-                submitted(record(2, mutation(2)), &writer),
-            ]],
-            2_000,
-        ),
-    ];
+        append(3, vec![vec![submitted(record(0, grant), &k.admin)]], 1_000),
+    ]
+}
+
+#[test]
+fn a_checkpoint_published_with_its_leaves_in_one_apply_is_accepted() {
+    let k = keys();
+    let (node, writer) = (&k.node, &k.writer);
+    let mut entries = genesis_entries(&k);
+    entries.extend([append(
+        4,
+        vec![vec![
+            submitted(record(1, mutation(1)), writer),
+            submitted(record(2, mutation(2)), writer),
+        ]],
+        2_000,
+    )]);
 
     // The checkpoint at size 3, as a leader that applied entries one by one signs it.
     let one_by_one = ledger();
@@ -114,11 +134,11 @@ fn a_checkpoint_published_with_its_leaves_in_one_apply_is_accepted() {
     }
     let cp = one_by_one.candidate_checkpoint().expect("genesis happened");
     assert_eq!(cp.size.0, 3);
-    let note = Note::sign(&cp.to_text(), &[&node]).to_text();
+    let note = Note::sign(&cp.to_text(), &[node]).to_text();
     let later = vec![
         append(
             5,
-            vec![vec![submitted(record(3, mutation(3)), &writer)]],
+            vec![vec![submitted(record(3, mutation(3)), writer)]],
             3_000,
         ),
         entry(6, EntryPayload::Normal(Command::PublishCheckpoint { note })),
@@ -149,57 +169,32 @@ fn a_checkpoint_published_with_its_leaves_in_one_apply_is_accepted() {
 /// simulation, seed 11: the record was stored at leaf 60 and again at leaf 64).
 #[test]
 fn a_retry_of_a_record_in_a_block_sealed_by_the_same_apply_is_a_duplicate() {
-    let node = NoteSigner::from_seed("node-1", &[1; 32]).expect("key");
-    let admin = NoteSigner::from_seed("admin", &[2; 32]).expect("key");
-    let writer = NoteSigner::from_seed("writer", &[3; 32]).expect("key");
-    let info = NodeInfo {
-        name: "node-1".into(),
-        raft_addr: "n1:1".into(),
-        public_addr: "n1:2".into(),
-        checkpoint_key: node.verifier().to_text(),
-    };
-    let grant = Body::Policy(pb::Policy {
-        change: Some(pb::policy::Change::Grant(pb::WriterGrant {
-            writer_key: writer.verifier().key.to_bytes().to_vec(),
-            writer_name: "writer".into(),
-        })),
-    });
+    let k = keys();
+    let writer = &k.writer;
     let ledger = ledger();
     ledger
-        .apply_entries(vec![
-            entry(
-                1,
-                EntryPayload::Membership(Membership::new(
-                    vec![BTreeSet::from([1])],
-                    BTreeMap::from([(1, info)]),
-                )),
-            ),
-            entry(
-                2,
-                EntryPayload::Normal(Command::Genesis {
-                    origin: "stateledger.test/apply".into(),
-                    admin_keys: vec![admin.verifier().key.to_bytes()],
-                }),
-            ),
-            append(3, vec![vec![submitted(record(0, grant), &admin)]], 1_000),
-            // Leaves 1..=59: the stored block 0 holds 60 leaves after this apply.
-            append(
-                4,
-                vec![(1..=59)
-                    .map(|n| submitted(record(n, mutation(n)), &writer))
-                    .collect()],
-                2_000,
-            ),
-        ])
+        .apply_entries(
+            genesis_entries(&k)
+                .into_iter()
+                // Leaves 1..=59: the stored block 0 holds 60 leaves after this apply.
+                .chain([append(
+                    4,
+                    vec![(1..=59)
+                        .map(|n| submitted(record(n, mutation(n)), writer))
+                        .collect()],
+                    2_000,
+                )])
+                .collect(),
+        )
         .expect("applies");
-    let retried = submitted(record(60, mutation(60)), &writer);
+    let retried = submitted(record(60, mutation(60)), writer);
     // One apply: leaves 60..=63 fill block 0, then the retry of leaf 60 arrives.
     let responses = ledger
         .apply_entries(vec![
             append(
                 5,
                 vec![std::iter::once(retried.clone())
-                    .chain((61..=63).map(|n| submitted(record(n, mutation(n)), &writer)))
+                    .chain((61..=63).map(|n| submitted(record(n, mutation(n)), writer)))
                     .collect()],
                 3_000,
             ),

@@ -338,7 +338,9 @@ impl Ledger {
                 }
                 Ok(CommandResponse::Appended(outcomes))
             }
-            Command::PublishCheckpoint { note } => self.publish_checkpoint(inner, batch, &note),
+            Command::PublishCheckpoint { note } => {
+                self.publish_checkpoint(inner, batch, &ctx.full_blocks, &note)
+            }
         }
     }
 
@@ -389,6 +391,7 @@ impl Ledger {
         &self,
         inner: &mut Inner,
         batch: &mut Batch,
+        sealed: &[(u64, Vec<Vec<u8>>)],
         note_text: &str,
     ) -> Result<CommandResponse, StoreError> {
         let refuse = |reason: String| Ok(CommandResponse::Refused { reason });
@@ -440,7 +443,7 @@ impl Ledger {
             tracing::error!("{msg}");
             return refuse(msg);
         }
-        if let Err(reason) = check_time(self, inner, &cp) {
+        if let Err(reason) = check_time(self, inner, sealed, &cp) {
             return refuse(reason);
         }
         // Advance the published head map to the checkpoint's size.
@@ -518,7 +521,7 @@ impl Ledger {
                 cp.root, cp.size
             ));
         }
-        check_time(self, &inner, cp)?;
+        check_time(self, &inner, &[], cp)?;
         let heads_root = heads_root_at(&mut inner, cp.size.0);
         if heads_root != cp.heads_root {
             return Err(format!(
@@ -993,18 +996,7 @@ fn find_record(
     };
     // A 128-bit prefix collision is not expected; confirm on the leaf itself.
     let block = index / BLOCK_LEAVES;
-    let leaf_bytes = if block == inner.meta.size / BLOCK_LEAVES {
-        inner
-            .open_block
-            .get((index % BLOCK_LEAVES) as usize)
-            .cloned()
-    } else if let Some((_, leaves)) = sealed.iter().find(|(b, _)| *b == block) {
-        leaves.get((index % BLOCK_LEAVES) as usize).cloned()
-    } else {
-        read_block(&ledger.store, block)?
-            .into_iter()
-            .nth((index % BLOCK_LEAVES) as usize)
-    };
+    let leaf_bytes = leaf_bytes(&ledger.store, inner, sealed, index)?;
     // The index names a leaf the ledger holds: not finding it is an inconsistency, never "not a
     // duplicate" (that would append the record twice).
     let leaf_bytes = leaf_bytes.ok_or_else(|| {
@@ -1180,31 +1172,50 @@ pub fn check_quorum(membership: &StoredMembership, note: &Note) -> Result<(), St
 }
 
 /// The ledger time of leaf `index` (< size): from the pending leaves, or its stored block.
-fn leaf_time(ledger: &Ledger, inner: &Inner, index: u64) -> Option<u64> {
+fn leaf_time(
+    ledger: &Ledger,
+    inner: &Inner,
+    sealed: &[(u64, Vec<Vec<u8>>)],
+    index: u64,
+) -> Option<u64> {
     if let Ok(i) = inner.d.pending.binary_search_by_key(&index, |p| p.index) {
         return inner.d.pending.get(i).map(|p| p.time);
     }
+    let bytes = leaf_bytes(&ledger.store, inner, sealed, index).ok()??;
+    Leaf::decode(&bytes).ok().map(|l| l.ledger_time.0)
+}
+
+/// The bytes of leaf `index` as the state machine sees them, also in the middle of an apply:
+/// from the open block, from a block the apply filled but has not written yet (`sealed`), or
+/// from its stored block. `None` when that block does not hold the leaf.
+fn leaf_bytes(
+    store: &Store,
+    inner: &Inner,
+    sealed: &[(u64, Vec<Vec<u8>>)],
+    index: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
     let block = index / BLOCK_LEAVES;
-    let bytes = if block == inner.meta.size / BLOCK_LEAVES {
-        inner
-            .open_block
-            .get((index % BLOCK_LEAVES) as usize)
-            .cloned()
-    } else {
-        read_block(&ledger.store, block)
-            .ok()?
-            .into_iter()
-            .nth((index % BLOCK_LEAVES) as usize)
-    };
-    Leaf::decode(&bytes?).ok().map(|l| l.ledger_time.0)
+    let at = (index % BLOCK_LEAVES) as usize;
+    if block == inner.meta.size / BLOCK_LEAVES {
+        return Ok(inner.open_block.get(at).cloned());
+    }
+    if let Some((_, leaves)) = sealed.iter().find(|(b, _)| *b == block) {
+        return Ok(leaves.get(at).cloned());
+    }
+    Ok(read_block(store, block)?.into_iter().nth(at))
 }
 
 /// The time promise of a checkpoint at this node: every leaf before `cp.size` is at or before
 /// `cp.time`, every leaf at or after it strictly later.
-fn check_time(ledger: &Ledger, inner: &Inner, cp: &Checkpoint) -> Result<(), String> {
+fn check_time(
+    ledger: &Ledger,
+    inner: &Inner,
+    sealed: &[(u64, Vec<Vec<u8>>)],
+    cp: &Checkpoint,
+) -> Result<(), String> {
     if cp.size.0 > 0 {
         let last = cp.size.0 - 1;
-        let t = leaf_time(ledger, inner, last)
+        let t = leaf_time(ledger, inner, sealed, last)
             .ok_or_else(|| format!("cannot read the time of leaf {last}"))?;
         if t > cp.time.0 {
             return Err(format!(
@@ -1222,7 +1233,7 @@ fn check_time(ledger: &Ledger, inner: &Inner, cp: &Checkpoint) -> Result<(), Str
         }
         return Ok(());
     }
-    let next = leaf_time(ledger, inner, cp.size.0)
+    let next = leaf_time(ledger, inner, sealed, cp.size.0)
         .ok_or_else(|| format!("cannot read the time of leaf {}", cp.size))?;
     if next <= cp.time.0 {
         return Err(format!(
