@@ -286,6 +286,13 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
         healthy_note.contains(&format!("\n{cp_size}\n")),
         "{healthy_note}"
     );
+    // A size at which no checkpoint was published is NOT_FOUND, not corruption.
+    let err = cluster
+        .ledger(leader)
+        .get_checkpoint(at_size(u64::MAX))
+        .await
+        .expect_err("no checkpoint at that size");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     assert_eq!(
         cluster
             .entry(victim, marked)

@@ -62,13 +62,19 @@ impl Finished {
 /// takes longer). `SIM_SEED_TIMEOUT_SECS` overrides it.
 pub const SEED_TIMEOUT_DEFAULT: Duration = Duration::from_secs(300);
 
-/// Runs one seed in a child process of `exe` (the `stateledger-sim` binary).
+/// Runs one seed in a child process of `exe` (the `stateledger-sim` binary), killed as a `hang`
+/// after `SIM_SEED_TIMEOUT_SECS` (default [`SEED_TIMEOUT_DEFAULT`]).
 pub fn run_isolated(exe: &Path, options: &SimOptions) -> Finished {
-    let started = Instant::now();
     let timeout = Duration::from_secs(env_u64(
         "SIM_SEED_TIMEOUT_SECS",
         SEED_TIMEOUT_DEFAULT.as_secs(),
     ));
+    run_isolated_within(exe, options, timeout)
+}
+
+/// [`run_isolated`] with an explicit real-time limit.
+pub fn run_isolated_within(exe: &Path, options: &SimOptions, timeout: Duration) -> Finished {
+    let started = Instant::now();
     let (text, mut result_line) = match run_child(exe, options, timeout) {
         Ok(text) => {
             let line = text

@@ -403,3 +403,32 @@ fn hostile_input_never_panics() {
         );
     }
 }
+
+/// `--system` and `--at` state what a state proof must be about; asked of another kind of
+/// document, or with a time that does not parse, the command cannot run (exit 2) and says why.
+#[test]
+fn expectations_apply_only_to_state_proofs() {
+    let cases = cases();
+    let dir = TempDir::new("expect");
+    let path = dir.0.join("receipt");
+    std::fs::write(&path, find(&cases, "receipts.json", true, None)).expect("write");
+    let run = |extra: &[&str]| {
+        let out = stateledger()
+            .args(["verify", "--trust", TRUST])
+            .args(extra)
+            .arg(&path)
+            .output()
+            .expect("stateledger runs");
+        (out.status.code(), text(&out.stderr))
+    };
+    let (code, err) = run(&["--at", "5"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("apply only to state proofs"), "{err}");
+    let (code, err) = run(&["--system", "orders-service"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["--at", "yesterday-ish"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("RFC 3339"), "{err}");
+    // Without expectations the same receipt verifies.
+    assert_eq!(run(&[]).0, Some(0));
+}
