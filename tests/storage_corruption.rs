@@ -20,7 +20,7 @@ use stateledger_client::LedgerClient;
 use stateledger_core::note::NoteSigner;
 use stateledger_node::ledger::keys;
 use stateledger_node::ledger::state::BLOCK_LEAVES;
-use stateledger_node::store::sled_kv::SledKv;
+use stateledger_node::store::sled_kv::{SledKv, SYNCED_FILE};
 use stateledger_node::store::{describe_key, Kv as _, Tree};
 use stateledger_proto::v1 as pb;
 use stateledger_tests::cluster::TestCluster;
@@ -101,9 +101,24 @@ fn corrupt_old_checkpoint(data_dir: &Path) -> (u64, String) {
     (size, format!("key {}", describe_key(&key)))
 }
 
+/// The number of the last completed sled sync (`synced` in the data dir; 0 before the first).
+fn sled_sync_number(data_dir: &Path) -> u64 {
+    match std::fs::read(data_dir.join(SYNCED_FILE)) {
+        Ok(b) if b.is_empty() => 0,
+        Ok(b) => u64::from_be_bytes(b.try_into().expect("the sync number is 8 bytes")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => panic!("reading the sync number: {e}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_stored_data_is_detected_reported_and_not_served() {
     let mut cluster = TestCluster::new(3);
+    // sled is synced only when a snapshot is built (the Raft log file is what the commit path
+    // syncs); frequent snapshots make the stored leaves durable in sled soon after they apply.
+    for id in 1..=3 {
+        cluster.edit_config(id, |c| c.raft.snapshot_every_entries = 2);
+    }
     cluster.start_all();
     let leader = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
@@ -156,9 +171,10 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
         },
     )
     .await;
-    // Only what a sync covered survives kill -9 (the state machine is rebuilt from the Raft log
-    // otherwise): a few more appends, each synced by the victim, make the marked leaf and the
-    // published checkpoint above it durable there.
+    // Only what a sled sync covered is guarded by the sync number (anything later in sled is
+    // rebuilt from the Raft log after a crash): a few more appends make the victim build a
+    // snapshot, which syncs sled with the marked leaf and the published checkpoint above it.
+    let synced_before = sled_sync_number(&cluster.data_dir(victim));
     for n in 31..=33 {
         client
             .submit(&[records::signed(
@@ -172,6 +188,19 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
         .wait_converged(&[1, 2, 3], Duration::from_secs(20))
         .await
         .tree_size;
+    wait::until(
+        "the victim to sync sled after the marked leaf",
+        Duration::from_secs(20),
+        || async {
+            let now = sled_sync_number(&cluster.data_dir(victim));
+            if now > synced_before {
+                Ok(())
+            } else {
+                Err(format!("sled sync number still {now}"))
+            }
+        },
+    )
+    .await;
     let leaf = cluster
         .entry(leader, marked)
         .await

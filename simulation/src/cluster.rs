@@ -292,6 +292,7 @@ impl Cluster {
                     let parts = NodeParts {
                         config: config.clone(),
                         kv: kv.clone() as Arc<dyn Kv>,
+                        log_kv: None,
                         tls: TlsMaterial {
                             ca_pem: String::new(),
                             cert_pem: String::new(),

@@ -135,7 +135,10 @@ pub enum StartError {
 /// Everything a node needs to start: its config, storage, TLS material, key and clock.
 pub struct NodeParts {
     pub config: NodeConfig,
+    /// The ledger's storage (and the Raft log's too when `log_kv` is `None`).
     pub kv: Arc<dyn Kv>,
+    /// The Raft log's own storage, if separate.
+    pub log_kv: Option<Arc<dyn Kv>>,
     pub tls: TlsMaterial,
     pub signer: NoteSigner,
     pub clock: Clock,
@@ -216,6 +219,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let NodeParts {
         config,
         kv,
+        log_kv,
         tls,
         signer,
         clock,
@@ -223,7 +227,10 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         known_bad,
     } = parts;
     config.check().map_err(StartError::Config)?;
-    let store = Store::new(kv);
+    let store = match log_kv {
+        Some(log) => Store::with_log(kv, log),
+        None => Store::new(kv),
+    };
     let ledger = Ledger::open(store.clone(), config.node.verify_on_start).map_err(|e| match e {
         StoreError::Corrupt { .. } => StartError::Corrupt(e),
         other => StartError::Store(other),
@@ -461,16 +468,16 @@ impl NodeHandle {
 
 #[cfg(not(madsim))]
 impl NodeParts {
-    /// Opens everything a config names: sled in the data dir, TLS files, the checkpoint key.
-    /// A data directory that lost synced writes is [`StartError::Corrupt`].
+    /// Opens everything a config names: sled and the Raft log file in the data dir, TLS files,
+    /// the checkpoint key. A data directory that lost synced writes is [`StartError::Corrupt`].
     pub fn load(config: NodeConfig) -> Result<NodeParts, StartError> {
-        let kv =
-            crate::store::sled_kv::SledKv::open(&config.node.data_dir).map_err(|e| match e {
-                StoreError::Corrupt { .. } | StoreError::LostWrites { .. } => {
-                    StartError::Corrupt(e)
-                }
-                other => StartError::Store(other),
-            })?;
+        let stored = |e: StoreError| match e {
+            StoreError::Corrupt { .. } | StoreError::LostWrites { .. } => StartError::Corrupt(e),
+            other => StartError::Store(other),
+        };
+        let kv = crate::store::sled_kv::SledKv::open(&config.node.data_dir).map_err(stored)?;
+        let log = crate::store::wal_kv::WalKv::open(&config.node.data_dir).map_err(stored)?;
+        crate::store::wal_kv::adopt_sled_log(&log, &kv).map_err(stored)?;
         let tls = TlsMaterial::load(&config.tls).map_err(StartError::Config)?;
         let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
             StartError::Config(format!(
@@ -495,6 +502,7 @@ impl NodeParts {
         Ok(NodeParts {
             config,
             kv: Arc::new(kv),
+            log_kv: Some(Arc::new(log)),
             tls,
             signer,
             clock: Clock::new(),

@@ -1,5 +1,6 @@
 //! openraft's storage conformance suite against the log store and ledger state machine, on both
-//! storage implementations.
+//! storage configurations: everything in memory, and production's (sled for the ledger, the
+//! Raft log in its own file).
 #![cfg(not(madsim))]
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use stateledger_node::ledger::{Ledger, LedgerStateMachine};
 use stateledger_node::raft::{StorageError, TypeConfig};
 use stateledger_node::store::log_store::LogStore;
 use stateledger_node::store::sled_kv::SledKv;
+use stateledger_node::store::wal_kv::WalKv;
 use stateledger_node::store::{MemKv, Store};
 
 struct MemBuilder;
@@ -29,7 +31,8 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, tempfile::TempDir> f
     ) -> Result<(tempfile::TempDir, LogStore, LedgerStateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let kv = SledKv::open(dir.path()).expect("sled opens");
-        let store = Store::new(Arc::new(kv));
+        let log = WalKv::open(dir.path()).expect("log file opens");
+        let store = Store::with_log(Arc::new(kv), Arc::new(log));
         let ledger = Ledger::open(store.clone(), true).expect("empty store opens");
         Ok((dir, LogStore::new(store), LedgerStateMachine::new(ledger)))
     }
@@ -41,6 +44,6 @@ fn memory_store_passes_openraft_suite() -> Result<(), StorageError> {
 }
 
 #[test]
-fn sled_store_passes_openraft_suite() -> Result<(), StorageError> {
+fn sled_and_log_file_store_passes_openraft_suite() -> Result<(), StorageError> {
     Suite::test_all(SledBuilder)
 }

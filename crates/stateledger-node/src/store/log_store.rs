@@ -69,7 +69,7 @@ impl LogStore {
                     waiting.push(more);
                 }
                 let result = sync_store
-                    .sync()
+                    .sync_log()
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()));
                 for callback in waiting {
@@ -182,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_raft(VOTE_KEY, "vote", vote)?;
         self.store
-            .sync()
+            .sync_log()
             .await
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, &e))
     }
@@ -234,7 +234,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let rows = self
             .store
-            .kv()
+            .backend(Tree::Log)
             .scan(
                 Tree::Log,
                 &index_key(log_id.index),
@@ -253,7 +253,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_raft(PURGED_KEY, "purged log id", &log_id)?;
         let rows = self
             .store
-            .kv()
+            .backend(Tree::Log)
             .scan(
                 Tree::Log,
                 &index_key(0),

@@ -6,6 +6,8 @@ pub mod log_store;
 pub mod mem_kv;
 #[cfg(not(madsim))]
 pub mod sled_kv;
+#[cfg(not(madsim))]
+pub mod wal_kv;
 
 use std::sync::Arc;
 
@@ -120,10 +122,13 @@ impl Batch {
     }
 }
 
-/// Checksummed access to a [`Kv`].
+/// Checksummed access to the node's storage: the Raft trees ([`Tree::Raft`], [`Tree::Log`]) in
+/// one [`Kv`] and the ledger's trees in another. Production keeps the Raft log in its own file
+/// ([`wal_kv`]) and the ledger in sled; tests and the simulation use one [`MemKv`] for both.
 #[derive(Clone)]
 pub struct Store {
     kv: Arc<dyn Kv>,
+    log: Arc<dyn Kv>,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,16 +138,33 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// One storage for every tree.
     pub fn new(kv: Arc<dyn Kv>) -> Store {
-        Store { kv }
+        Store {
+            log: kv.clone(),
+            kv,
+        }
     }
 
-    pub fn kv(&self) -> &Arc<dyn Kv> {
-        &self.kv
+    /// The Raft trees in `log`, the rest in `kv`.
+    pub fn with_log(kv: Arc<dyn Kv>, log: Arc<dyn Kv>) -> Store {
+        Store { kv, log }
+    }
+
+    /// The storage that holds `tree`.
+    pub fn backend(&self, tree: Tree) -> &Arc<dyn Kv> {
+        match tree {
+            Tree::Raft | Tree::Log => &self.log,
+            Tree::Ledger | Tree::Staging => &self.kv,
+        }
+    }
+
+    fn separate(&self) -> bool {
+        !Arc::ptr_eq(&self.kv, &self.log)
     }
 
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.kv.get(tree, key)? {
+        match self.backend(tree).get(tree, key)? {
             None => Ok(None),
             Some(stored) => open(tree, key, stored).map(Some),
         }
@@ -155,7 +177,7 @@ impl Store {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<KvPair>, StoreError> {
-        self.kv
+        self.backend(tree)
             .scan(tree, start, end, limit)?
             .into_iter()
             .map(|(k, v)| {
@@ -166,7 +188,7 @@ impl Store {
     }
 
     pub fn last(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<Option<KvPair>, StoreError> {
-        match self.kv.last(tree, start, end)? {
+        match self.backend(tree).last(tree, start, end)? {
             None => Ok(None),
             Some((k, v)) => {
                 let v = open(tree, &k, v)?;
@@ -179,17 +201,28 @@ impl Store {
         if batch.ops.is_empty() {
             return Ok(());
         }
-        self.kv
+        self.backend(batch.tree)
             .write(batch.tree, batch.ops)
             .map_err(StoreError::from)
     }
 
     pub fn clear(&self, tree: Tree) -> Result<(), StoreError> {
-        self.kv.clear(tree).map_err(StoreError::from)
+        self.backend(tree).clear(tree).map_err(StoreError::from)
     }
 
+    /// Makes every write so far durable, in both storages.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        self.kv.sync().await.map_err(StoreError::from)
+        self.log.sync().await.map_err(StoreError::from)?;
+        if self.separate() {
+            self.kv.sync().await.map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every write to the Raft trees durable (and, when one storage holds everything,
+    /// the rest too).
+    pub async fn sync_log(&self) -> Result<(), StoreError> {
+        self.log.sync().await.map_err(StoreError::from)
     }
 }
 
