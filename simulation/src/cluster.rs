@@ -90,7 +90,10 @@ pub struct Server {
     pub public_addr: String,
     pub cluster_addr: String,
     pub signer: NoteSigner,
+    /// The ledger's storage (sled in production).
     pub kv: Arc<MemKv>,
+    /// The Raft log's storage (its own file in production), synced apart from the ledger's.
+    pub log_kv: Arc<MemKv>,
     pub clock: Clock,
     node: NodeHandle,
     slot: Arc<Mutex<Slot>>,
@@ -273,7 +276,10 @@ impl Cluster {
             let id = index as u64 + 1;
             let config = config_of(index, voters, tuning);
             let kv = Arc::new(MemKv::new());
-            kv.set_sync_delay(tuning.sync_delay.get(index).copied().unwrap_or_default());
+            let log_kv = Arc::new(MemKv::new());
+            let sync_delay = tuning.sync_delay.get(index).copied().unwrap_or_default();
+            kv.set_sync_delay(sync_delay);
+            log_kv.set_sync_delay(sync_delay);
             let clock = Clock::new();
             let signer = node_signer(id);
             let slot = Arc::new(Mutex::new(Slot {
@@ -281,9 +287,10 @@ impl Cluster {
                 running: Running::Starting,
             }));
             let init = {
-                let (config, kv, clock, signer, slot) = (
+                let (config, kv, log_kv, clock, signer, slot) = (
                     config.clone(),
                     kv.clone(),
+                    log_kv.clone(),
                     clock.clone(),
                     signer.clone(),
                     slot.clone(),
@@ -292,7 +299,7 @@ impl Cluster {
                     let parts = NodeParts {
                         config: config.clone(),
                         kv: kv.clone() as Arc<dyn Kv>,
-                        log_kv: None,
+                        log_kv: Some(log_kv.clone() as Arc<dyn Kv>),
                         tls: TlsMaterial {
                             ca_pem: String::new(),
                             cert_pem: String::new(),
@@ -339,6 +346,7 @@ impl Cluster {
                 cluster_addr: format!("{}:{CLUSTER_PORT}", server_ip(index)),
                 signer,
                 kv,
+                log_kv,
                 clock,
                 node,
                 slot,
@@ -386,8 +394,10 @@ impl Cluster {
             self.handle.kill(s.node.id());
             // The dead process's memory is gone: never observe it again.
             s.slot().running = Running::Starting;
-            let lost = s.kv.unsynced_writes().saturating_sub(keep_unsynced);
+            let lost = (s.kv.unsynced_writes() + s.log_kv.unsynced_writes())
+                .saturating_sub(2 * keep_unsynced);
             s.kv.crash_keeping(keep_unsynced);
+            s.log_kv.crash_keeping(keep_unsynced);
             self.trace
                 .log(format!("crash {} (lost {lost} unsynced writes)", s.name));
         }

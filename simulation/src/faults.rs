@@ -285,14 +285,18 @@ fn corrupt(cluster: &mut Cluster, node: usize, trace: &Trace) {
         [Tree::Log, Tree::Ledger]
     };
     for tree in trees {
-        let keys = server.kv.keys(tree);
+        let kv = match tree {
+            Tree::Log => server.log_kv.clone(),
+            _ => server.kv.clone(),
+        };
+        let keys = kv.keys(tree);
         if keys.is_empty() {
             continue;
         }
         let key = &keys[rng.gen_range(0..keys.len())];
         let byte = rng.gen_range(0..4096);
         server.corrupted = true;
-        server.kv.corrupt(tree, key, byte);
+        kv.corrupt(tree, key, byte);
         trace.log(format!(
             "fault: flip a bit of {} tree {} key {} byte {byte}",
             server.name,

@@ -44,7 +44,10 @@ pub fn views(cluster: &Cluster) -> Vec<NodeView> {
                 incarnation: s.incarnation(),
                 root: shared.ledger.root(),
                 size: progress.size,
-                store: Store::new(s.kv.clone() as Arc<dyn Kv>),
+                store: Store::with_log(
+                    s.kv.clone() as Arc<dyn Kv>,
+                    s.log_kv.clone() as Arc<dyn Kv>,
+                ),
                 corrupted: s.corrupted,
                 shared,
             })

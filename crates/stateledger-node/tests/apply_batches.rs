@@ -210,3 +210,56 @@ fn a_retry_of_a_record_in_a_block_sealed_by_the_same_apply_is_a_duplicate() {
     assert_eq!(ledger.meta().size, 64, "nothing was appended twice");
     assert_eq!(ledger.corruption(), None);
 }
+
+/// On sled an apply's batch is not atomic: a crash may keep a prefix of its operations (the
+/// filled and the open block) without the metadata written last. The ledger must then open at
+/// the state before that apply, ignoring the extra leaves, and applying the entry again must
+/// give exactly the ledger that never crashed.
+#[test]
+fn an_apply_cut_by_a_crash_opens_at_the_previous_state_and_replays_to_the_same_ledger() {
+    let k = keys();
+    let writer = &k.writer;
+    let mem = Arc::new(MemKv::new());
+    let first = Ledger::open(Store::new(mem.clone()), true).expect("empty ledger opens");
+    let uncrashed = ledger();
+    let early = append(
+        4,
+        vec![(1..=50)
+            .map(|n| submitted(record(n, mutation(n)), writer))
+            .collect()],
+        2_000,
+    );
+    // Leaves 51..=70: fills block 0 and opens block 1 — three operations with the metadata.
+    let cut = append(
+        5,
+        vec![(51..=70)
+            .map(|n| submitted(record(n, mutation(n)), writer))
+            .collect()],
+        3_000,
+    );
+    for l in [&first, &uncrashed] {
+        l.apply_entries(
+            genesis_entries(&k)
+                .into_iter()
+                .chain([early.clone()])
+                .collect(),
+        )
+        .expect("applies");
+    }
+    let before = first.meta();
+    futures::executor::block_on(first.store().sync()).expect("sync");
+    first.apply_entries(vec![cut.clone()]).expect("applies");
+    uncrashed.apply_entries(vec![cut.clone()]).expect("applies");
+    drop(first);
+    // The apply's batch is the only unsynced write; the crash keeps its first two operations
+    // (the filled block 0 and the open block 1) but not the metadata.
+    assert_eq!(mem.unsynced_writes(), 1);
+    mem.crash_cutting(0, 2);
+
+    let reopened = Ledger::open(Store::new(mem.clone()), true)
+        .expect("leaves beyond the stored size are ignored, not corruption");
+    assert_eq!(reopened.meta(), before);
+    reopened.apply_entries(vec![cut]).expect("applies again");
+    assert_eq!(reopened.root(), uncrashed.root());
+    assert_eq!(reopened.meta(), uncrashed.meta());
+}

@@ -300,6 +300,9 @@ impl Ledger {
         }
         write_blocks(&mut inner, &mut batch, &mut ctx);
         inner.meta.frontier = inner.d.frontier.hashes().iter().map(|h| h.0).collect();
+        // Last: a crash may cut this batch (sled keeps a prefix of its operations), and the
+        // metadata is what says the apply happened. Without it, the leaves already written
+        // beyond the stored size are ignored at start and the entries are applied again.
         batch.put(keys::META.to_vec(), &encode_meta(&inner.meta)?);
         self.store.write(batch)?;
         self.publish_progress(&inner);

@@ -23,6 +23,13 @@ pub enum Tree {
 impl Tree {
     pub const ALL: [Tree; 4] = [Tree::Raft, Tree::Log, Tree::Ledger, Tree::Staging];
 
+    /// Whether a crash keeps each batch to this tree whole or not at all. Otherwise a crash may
+    /// cut a batch, keeping a prefix of its operations in order: writers then put the entry
+    /// that says a batch is complete (the ledger's metadata) last.
+    pub fn batches_atomic(self) -> bool {
+        matches!(self, Tree::Raft | Tree::Log)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Tree::Raft => "raft",
@@ -60,9 +67,10 @@ pub type SyncFuture<'a> = Pin<Box<dyn Future<Output = Result<(), KvError>> + Sen
 
 /// Ordered key-value storage.
 ///
-/// Contract: `write` applies a batch atomically to one tree and makes it visible to reads at once;
-/// it is durable only after a later `sync` returns `Ok`. A crash may lose unsynced writes, whole
-/// batches at a time, but never reorders them.
+/// Contract: `write` applies a batch to one tree and makes it visible to reads at once; it is
+/// durable only after a later `sync` returns `Ok`. A crash may lose unsynced writes but never
+/// reorders them: it keeps a prefix of them, and of their operations — whole batches for trees
+/// whose [`Tree::batches_atomic`] is true, possibly part of the first lost batch otherwise.
 pub trait Kv: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Entries with `start <= key < end`, ascending, at most `limit`.

@@ -64,14 +64,41 @@ impl MemKv {
     }
 
     /// Simulated crash that keeps the first `keep` unsynced writes and loses the rest: the
-    /// storage happened to persist a prefix of them. The [`Kv`] contract allows it (a crash loses
-    /// whole batches and never reorders them), and it is harsher than losing everything, because
+    /// storage happened to persist a prefix of them. The [`Kv`] contract allows it (a crash never
+    /// reorders writes), and it is harsher than losing everything, because
     /// code may not assume "all or nothing since the last sync".
+    ///
+    /// When `keep` > 0 and the first lost write is to a tree whose batches a crash may cut
+    /// ([`Tree::batches_atomic`] false, as on sled), the first half of its operations is kept too.
     pub fn crash_keeping(&self, keep: usize) {
+        let half = {
+            let inner = self.lock();
+            match inner.unsynced.get(keep) {
+                Some((tree, batch)) if keep > 0 && !tree.batches_atomic() => batch.len() / 2,
+                _ => 0,
+            }
+        };
+        self.crash_cutting(keep, half);
+    }
+
+    /// Simulated crash that keeps the first `keep` unsynced writes and the first `ops`
+    /// operations of the next one. Panics if that write's tree keeps batches whole (a test bug).
+    pub fn crash_cutting(&self, keep: usize, ops: usize) {
         let mut inner = self.lock();
         let unsynced = std::mem::take(&mut inner.unsynced);
         for (tree, batch) in unsynced.iter().take(keep) {
             apply(&mut inner.durable, *tree, batch);
+        }
+        if ops > 0 {
+            if let Some((tree, batch)) = unsynced.get(keep) {
+                assert!(
+                    !tree.batches_atomic(),
+                    "tree {} keeps batches whole",
+                    tree.name()
+                );
+                let part: KvBatch = batch[..ops.min(batch.len())].to_vec();
+                apply(&mut inner.durable, *tree, &part);
+            }
         }
         inner.unsynced_first += unsynced.len() as u64;
         inner.current = inner.durable.clone();

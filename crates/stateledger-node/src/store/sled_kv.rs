@@ -204,6 +204,20 @@ impl Kv for SledKv {
     }
 
     fn write(&self, tree: Tree, batch: KvBatch) -> Result<(), KvError> {
+        if !tree.batches_atomic() {
+            // One sled operation each, in order: sled recovers a prefix of its operations, and
+            // an atomic sled batch would cost a write of sled's I/O buffer (a pwrite and a
+            // sync_file_range on its I/O threads) every time.
+            let t = self.tree(tree);
+            for (k, v) in batch {
+                match v {
+                    Some(v) => t.insert(k, v).map(drop),
+                    None => t.remove(k).map(drop),
+                }
+                .map_err(|e| KvError::new("write", e))?;
+            }
+            return Ok(());
+        }
         let mut b = sled::Batch::default();
         for (k, v) in batch {
             match v {
