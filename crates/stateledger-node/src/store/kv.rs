@@ -65,6 +65,18 @@ impl KvError {
 
 pub type SyncFuture<'a> = Pin<Box<dyn Future<Output = Result<(), KvError>> + Send + 'a>>;
 
+/// A blocking sync (fsync and friends) run on tokio's blocking pool, as a [`SyncFuture`].
+#[cfg(not(madsim))]
+pub fn sync_on_blocking_pool(
+    sync: impl FnOnce() -> Result<(), KvError> + Send + 'static,
+) -> SyncFuture<'static> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(sync)
+            .await
+            .map_err(|e| KvError::new("fsync task", e))?
+    })
+}
+
 /// Ordered key-value storage.
 ///
 /// Contract: `write` applies a batch to one tree and makes it visible to reads at once; it is

@@ -238,11 +238,7 @@ impl Kv for SledKv {
 
     fn sync(&self) -> SyncFuture<'_> {
         let this = self.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || this.sync_blocking())
-                .await
-                .map_err(|e| KvError::new("fsync task", e))?
-        })
+        super::kv::sync_on_blocking_pool(move || this.sync_blocking())
     }
 }
 

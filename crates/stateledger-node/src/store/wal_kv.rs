@@ -683,11 +683,7 @@ impl Kv for WalKv {
 
     fn sync(&self) -> SyncFuture<'_> {
         let this = self.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || this.sync_blocking())
-                .await
-                .map_err(|e| KvError::new("fsync task", e))?
-        })
+        super::kv::sync_on_blocking_pool(move || this.sync_blocking())
     }
 }
 
