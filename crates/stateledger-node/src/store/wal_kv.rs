@@ -20,12 +20,17 @@
 //! read back with `pread` (the page cache holds the recent ones).
 //!
 //! **Torn tails and corruption.** A crash can leave the unsynced end of the file torn: cut short,
-//! zero-filled, or written out of order. `synced-before` tells the two apart: it is the file
-//! length that had been made durable when the record was written. At open, the first record that
+//! zero-filled, or written out of order. `synced-before` tells the two apart: it is the offset up
+//! to which the records had been made durable when the record was written. At open, the first record that
 //! fails its checks ends the log — the tail is torn and is cut off — unless a later valid record
 //! says that offset had already been synced: then synced data was damaged and the store refuses
 //! to open ([`StoreError::Corrupt`]). Damage to the last synced group of records, with nothing
 //! valid written after it, cannot be told from a torn write; it is cut off like one.
+//!
+//! **Preallocation.** The file grows by [`PREALLOCATE_BYTES`] of zeros at a time, so a sync of
+//! an append does not also have to persist a new file length. Zeros after the last record are
+//! kept at open; any other bytes there are a torn write and are cut off, so stale bytes never
+//! follow a new record. After a failed write the store refuses further writes until reopened.
 //!
 //! **Compaction.** Purged entries stay in the file until it holds more than
 //! [`COMPACT_BYTES_MIN`] and less than half of it is live; then the live entries are copied to
@@ -52,6 +57,9 @@ const HEADER_LEN: usize = 4 + 4 + 8 + 8;
 pub const RECORD_BODY_BYTES_MAX: usize = 1 << 30;
 /// Compaction copies live entries in records of about this size.
 const COMPACT_RECORD_BYTES: usize = 4 << 20;
+/// The file grows by this many zero bytes at a time. Syncing an append inside the file does not
+/// have to persist a new file length too: `fdatasync` p50 121 µs instead of 175 µs here.
+pub const PREALLOCATE_BYTES: u64 = 8 << 20;
 /// The file is not compacted below this size.
 pub const COMPACT_BYTES_MIN: u64 = 64 << 20;
 const OP_PUT: u8 = 1;
@@ -90,6 +98,11 @@ struct Inner {
     maps: Maps,
     /// Bytes of live keys and values (drives compaction).
     live: u64,
+    /// The file's length: everything from `end` to here is zeros (preallocated).
+    allocated: u64,
+    /// Set when a write failed part-way: the bytes after `end` are no longer known to be zeros,
+    /// so nothing more is written until the file is reopened (which cuts them off).
+    failed: Option<String>,
 }
 
 /// See the module comment.
@@ -392,17 +405,23 @@ impl WalKv {
             .write(true)
             .open(&path)
             .map_err(|e| kv_err("open", &path, e))?;
-        if recovered.valid_end < bytes.len() {
+        let tail = &bytes[recovered.valid_end..];
+        // Zeros after the last record are preallocated space, kept; anything else is a torn
+        // write, cut off so that no stale bytes can ever follow a new record.
+        let allocated = if tail.iter().all(|b| *b == 0) {
+            bytes.len() as u64
+        } else {
             tracing::warn!(
                 file = %path.display(),
                 offset = recovered.valid_end,
-                bytes = bytes.len() - recovered.valid_end,
+                bytes = tail.len(),
                 "cutting off the torn end of the Raft log (unsynced writes lost in a crash)"
             );
             file.set_len(recovered.valid_end as u64)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| kv_err("truncate torn tail", &path, e))?;
-        }
+            recovered.valid_end as u64
+        };
         let end = recovered.valid_end as u64;
         Ok(WalKv {
             inner: Arc::new(RwLock::new(Inner {
@@ -412,6 +431,8 @@ impl WalKv {
                 synced: end,
                 maps: recovered.maps,
                 live: recovered.live,
+                allocated,
+                failed: None,
             })),
             dir,
         })
@@ -429,6 +450,8 @@ impl WalKv {
                 synced: end,
                 maps: Default::default(),
                 live: 0,
+                allocated: end,
+                failed: None,
             })),
             dir,
         })
@@ -529,6 +552,8 @@ impl WalKv {
             synced: offset,
             maps,
             live,
+            allocated: offset,
+            failed: None,
         };
         std::fs::remove_file(&old).map_err(|e| kv_err("remove", &old, e))?;
         tracing::info!(
@@ -575,6 +600,19 @@ pub fn adopt_sled_log(log: &WalKv, sled: &super::sled_kv::SledKv) -> Result<(), 
         sled.clear(tree)?;
     }
     sled.sync_blocking()?;
+    Ok(())
+}
+
+/// Fills `from..to` of the file with zeros.
+fn preallocate(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const PIECE: usize = 1 << 20;
+    let zeros = vec![0u8; PIECE];
+    let mut at = from;
+    while at < to {
+        let n = PIECE.min((to - at) as usize);
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
     Ok(())
 }
 
@@ -652,14 +690,28 @@ impl Kv for WalKv {
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_deref()))
             .collect();
+        if let Some(why) = &inner.failed {
+            return Err(KvError::new(
+                "write-ahead log",
+                format!("an earlier write failed ({why}); restart the node"),
+            ));
+        }
         let (record, locs) = encode_record(slot as u8, &ops, inner.synced)?;
         let base = inner.end;
-        // A failed or partial write leaves `end` where it was: the next record overwrites the
-        // partial one, and recovery cuts off whatever remains of it.
-        inner
-            .file
-            .write_all_at(&record, base)
-            .map_err(|e| kv_err("write", &self.dir, e))?;
+        let needed = base + record.len() as u64;
+        if needed > inner.allocated {
+            let to = needed + PREALLOCATE_BYTES;
+            if let Err(e) = preallocate(&inner.file, inner.allocated, to) {
+                // The file may have grown part-way, with zeros only: still consistent.
+                return Err(kv_err("preallocate", &self.dir, e));
+            }
+            inner.allocated = to;
+        }
+        if let Err(e) = inner.file.write_all_at(&record, base) {
+            // Part of the record may be on disk: recovery cuts it off at the next open.
+            inner.failed = Some(e.to_string());
+            return Err(kv_err("write", &self.dir, e));
+        }
         inner.end = base + record.len() as u64;
         let Inner { maps, live, .. } = &mut *inner;
         for ((key, _), loc) in batch.iter().zip(locs) {
@@ -748,21 +800,24 @@ mod tests {
     #[test]
     fn every_torn_tail_is_cut_off_and_synced_records_survive() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let synced_len;
         {
             let kv = WalKv::open(dir.path()).expect("opens");
             put(&kv, Tree::Log, &[1], b"synced");
             kv.sync_blocking().expect("sync");
-            synced_len = std::fs::metadata(only_file(dir.path()))
-                .expect("meta")
-                .len();
             put(&kv, Tree::Log, &[2], b"unsynced one");
             put(&kv, Tree::Log, &[3], b"unsynced two");
         }
         let path = only_file(dir.path());
-        let full = std::fs::read(&path).expect("read");
-        let first_end = parse_at(&full, synced_len as usize).expect("record").end;
-        for cut in synced_len as usize..=full.len() {
+        let raw = std::fs::read(&path).expect("read");
+        assert!(
+            raw.len() as u64 >= PREALLOCATE_BYTES,
+            "the file is preallocated"
+        );
+        // The records, without the preallocated zeros after them.
+        let full = raw[..recover(&raw).expect("valid").valid_end].to_vec();
+        let synced_end = parse_at(&full, FILE_MAGIC.len()).expect("record").end;
+        let second_end = parse_at(&full, synced_end).expect("record").end;
+        for cut in synced_end..=full.len() {
             for zeros in [false, true] {
                 let mut bytes = full.clone();
                 if zeros {
@@ -781,7 +836,7 @@ mod tests {
                     .collect();
                 let expected: Vec<Vec<u8>> = match cut {
                     c if c == full.len() => vec![vec![1], vec![2], vec![3]],
-                    c if c >= first_end => vec![vec![1], vec![2]],
+                    c if c >= second_end => vec![vec![1], vec![2]],
                     _ => vec![vec![1]],
                 };
                 assert_eq!(keys, expected, "cut at {cut}, zero-filled {zeros}");
@@ -796,6 +851,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Garbage after the last record (not zeros) is cut off, so a new record can never be
+    /// followed by stale bytes that might parse.
+    #[test]
+    fn a_torn_tail_is_cut_off_but_preallocated_zeros_are_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let kv = WalKv::open(dir.path()).expect("opens");
+            put(&kv, Tree::Log, &[1], b"synced");
+            kv.sync_blocking().expect("sync");
+        }
+        let path = only_file(dir.path());
+        let len = std::fs::metadata(&path).expect("meta").len();
+        drop(WalKv::open(dir.path()).expect("reopens"));
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len(),
+            len,
+            "zeros kept"
+        );
+        let mut bytes = std::fs::read(&path).expect("read");
+        let end = recover(&bytes).expect("valid").valid_end;
+        bytes[end + 100] = 0x5a;
+        std::fs::write(&path, &bytes).expect("write");
+        let kv = WalKv::open(dir.path()).expect("a torn tail opens");
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len(),
+            end as u64,
+            "cut at the last record"
+        );
+        assert_eq!(
+            kv.get(Tree::Log, &[1]).expect("get"),
+            Some(b"synced".to_vec())
+        );
     }
 
     #[test]
@@ -869,19 +958,18 @@ mod tests {
     fn a_log_kept_in_sled_by_an_older_version_moves_into_the_file() {
         use super::super::sled_kv::SledKv;
         let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let sled = SledKv::open(dir.path()).expect("sled opens");
-            let entries: KvBatch = (0..3000u64)
-                .map(|i| (i.to_be_bytes().to_vec(), Some(vec![i as u8; 40])))
-                .collect();
-            sled.write(Tree::Log, entries).expect("write");
-            sled.write(Tree::Raft, vec![(b"vote".to_vec(), Some(b"v".to_vec()))])
-                .expect("write");
-            sled.write(Tree::Ledger, vec![(b"M".to_vec(), Some(b"meta".to_vec()))])
-                .expect("write");
-            sled.sync_blocking().expect("sync");
-        }
+        // What an older version left (sled stays open throughout: its lock is released by
+        // background threads some time after a drop).
         let sled = SledKv::open(dir.path()).expect("sled opens");
+        let entries: KvBatch = (0..3000u64)
+            .map(|i| (i.to_be_bytes().to_vec(), Some(vec![i as u8; 40])))
+            .collect();
+        sled.write(Tree::Log, entries).expect("write");
+        sled.write(Tree::Raft, vec![(b"vote".to_vec(), Some(b"v".to_vec()))])
+            .expect("write");
+        sled.write(Tree::Ledger, vec![(b"M".to_vec(), Some(b"meta".to_vec()))])
+            .expect("write");
+        sled.sync_blocking().expect("sync");
         let log = WalKv::open(dir.path()).expect("log opens");
         adopt_sled_log(&log, &sled).expect("adopts");
         let moved = log
@@ -905,8 +993,7 @@ mod tests {
             Some(b"meta".to_vec())
         );
         // Once moved, the file is the authority: a later start changes nothing.
-        drop((log, sled));
-        let sled = SledKv::open(dir.path()).expect("sled opens");
+        drop(log);
         let log = WalKv::open(dir.path()).expect("log opens");
         adopt_sled_log(&log, &sled).expect("nothing to adopt");
         assert_eq!(
