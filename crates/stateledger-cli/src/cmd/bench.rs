@@ -39,6 +39,10 @@ pub struct ClusterArgs {
     /// Pre-signed records available for the whole run.
     #[arg(long, default_value_t = 400_000)]
     pub pool: usize,
+    /// Records in each request (1: the workload). More shares each request's gRPC, TLS
+    /// and wake-ups among its records; raise --pool to match.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub records_per_request: u16,
     /// Also run the same load against a 3-member etcd cluster (Debian's etcd-server) and print ratios.
     #[arg(long)]
     pub etcd: bool,
@@ -83,12 +87,16 @@ pub struct LevelResult {
     pub p99_us: u64,
     pub p999_us: u64,
     pub errors: usize,
+    /// Leader CPU per record.
     pub cpu_us_per_op: Option<f64>,
+    /// Records (or puts) per request: 1 unless `--records-per-request` says otherwise.
+    pub records_per_op: usize,
 }
 
 impl LevelResult {
+    /// Records (or puts) per second.
     pub fn rate(&self) -> f64 {
-        self.ops as f64 / self.seconds
+        (self.ops * self.records_per_op) as f64 / self.seconds
     }
 }
 
@@ -234,9 +242,14 @@ where
 
 fn print_level(name: &str, r: &LevelResult) {
     println!(
-        "{name:<12} {:>5} clients  {:>10.0} ops/s  p50 {:>8.2} ms  p99 {:>8.2} ms  p999 {:>8.2} ms  errors {:>4}{}",
+        "{name:<12} {:>5} clients  {:>10.0} {}  p50 {:>8.2} ms  p99 {:>8.2} ms  p999 {:>8.2} ms  errors {:>4}{}",
         r.clients,
         r.rate(),
+        if r.records_per_op == 1 {
+            "ops/s".to_string()
+        } else {
+            format!("rec/s ({} per request)", r.records_per_op)
+        },
         r.p50_us as f64 / 1000.0,
         r.p99_us as f64 / 1000.0,
         r.p999_us as f64 / 1000.0,
@@ -310,8 +323,9 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             client.sign_and_submit(vec![grant], admin.signing_key()).await?;
         }
         println!(
-            "StateLedger: 3 nodes on loopback, TLS, fsync per commit, records ~{} B, {} s per level; checkpoints cosigned at most every {} ms, published at most every {} ms",
+            "StateLedger: 3 nodes on loopback, TLS, fsync per commit, records ~{} B, {} per request, {} s per level; checkpoints cosigned at most every {} ms, published at most every {} ms",
             pool.first().map_or(0, |r| r.bytes.len()),
+            args.records_per_request,
             args.seconds,
             cadence.0,
             cadence.1
@@ -331,17 +345,18 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             let cpu_before = leader_pid.and_then(cpu_micros);
             let pool = pool.clone();
             let next = next.clone();
+            let per_request = usize::from(args.records_per_request);
             let (lat, errors, elapsed) = closed_loop(level, args.seconds, move |c| {
                 let client = channels[c % channels.len()].clone();
                 let pool = pool.clone();
                 let next = next.clone();
                 async move {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(record) = pool.get(i) else {
+                    let i = next.fetch_add(per_request, Ordering::Relaxed);
+                    let Some(records) = pool.get(i..i + per_request) else {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         return false;
                     };
-                    client.submit(std::slice::from_ref(record)).await.is_ok()
+                    client.submit(records).await.is_ok()
                 }
             })
             .await;
@@ -356,9 +371,10 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 p999_us: percentile(&lat, 0.999),
                 errors,
                 cpu_us_per_op: match (cpu_before, cpu_after) {
-                    (Some(a), Some(b)) if ops > 0 => Some((b - a) as f64 / ops as f64),
+                    (Some(a), Some(b)) if ops > 0 => Some((b - a) as f64 / (ops * per_request) as f64),
                     _ => None,
                 },
+                records_per_op: per_request,
             };
             print_level("stateledger", &r);
             results.push(r);
@@ -395,6 +411,7 @@ pub fn results_of(lat: &[u64], errors: usize, elapsed: f64, clients: usize) -> L
         p999_us: percentile(lat, 0.999),
         errors,
         cpu_us_per_op: None,
+        records_per_op: 1,
     }
 }
 
