@@ -748,6 +748,16 @@ mod tests {
             .expect("write");
     }
 
+    /// A log in `dir` with each of `puts` written to [`Tree::Log`] and synced.
+    fn synced_log(dir: &Path, puts: &[(&[u8], &[u8])]) -> WalKv {
+        let kv = WalKv::open(dir).expect("opens");
+        for (key, value) in puts {
+            put(&kv, Tree::Log, key, value);
+            kv.sync_blocking().expect("sync");
+        }
+        kv
+    }
+
     fn only_file(dir: &Path) -> PathBuf {
         let files: Vec<PathBuf> = std::fs::read_dir(dir.join(WAL_DIR))
             .expect("log dir")
@@ -801,9 +811,7 @@ mod tests {
     fn every_torn_tail_is_cut_off_and_synced_records_survive() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let kv = WalKv::open(dir.path()).expect("opens");
-            put(&kv, Tree::Log, &[1], b"synced");
-            kv.sync_blocking().expect("sync");
+            let kv = synced_log(dir.path(), &[(&[1], b"synced")]);
             put(&kv, Tree::Log, &[2], b"unsynced one");
             put(&kv, Tree::Log, &[3], b"unsynced two");
         }
@@ -858,11 +866,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_off_but_preallocated_zeros_are_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let kv = WalKv::open(dir.path()).expect("opens");
-            put(&kv, Tree::Log, &[1], b"synced");
-            kv.sync_blocking().expect("sync");
-        }
+        drop(synced_log(dir.path(), &[(&[1], b"synced")]));
         let path = only_file(dir.path());
         let len = std::fs::metadata(&path).expect("meta").len();
         drop(WalKv::open(dir.path()).expect("reopens"));
@@ -890,13 +894,10 @@ mod tests {
     #[test]
     fn damage_to_synced_records_is_refused_not_cut_off() {
         let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let kv = WalKv::open(dir.path()).expect("opens");
-            put(&kv, Tree::Log, &[1], b"first synced value");
-            kv.sync_blocking().expect("sync");
-            put(&kv, Tree::Log, &[2], b"second");
-            kv.sync_blocking().expect("sync");
-        }
+        drop(synced_log(
+            dir.path(),
+            &[(&[1], b"first synced value"), (&[2], b"second")],
+        ));
         let path = only_file(dir.path());
         let good = std::fs::read(&path).expect("read");
         let at = find(&good, 0, b"first synced").expect("value in file");
@@ -1006,11 +1007,7 @@ mod tests {
     #[test]
     fn a_leftover_compaction_file_is_ignored() {
         let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let kv = WalKv::open(dir.path()).expect("opens");
-            put(&kv, Tree::Log, &[1], b"v");
-            kv.sync_blocking().expect("sync");
-        }
+        drop(synced_log(dir.path(), &[(&[1], b"v")]));
         std::fs::write(
             dir.path().join(WAL_DIR).join(format!("{:016x}.tmp", 2)),
             b"half",
