@@ -555,7 +555,11 @@ impl WalKv {
             allocated: offset,
             failed: None,
         };
-        std::fs::remove_file(&old).map_err(|e| kv_err("remove", &old, e))?;
+        // The new generation is in place and synced: a leftover old file is only wasted space
+        // (the next open removes it), not a reason to fail the write that triggered this.
+        if let Err(e) = std::fs::remove_file(&old) {
+            tracing::warn!(file = %old.display(), error = %e, "cannot remove the compacted Raft log file");
+        }
         tracing::info!(
             from_bytes = before,
             to_bytes = offset,
