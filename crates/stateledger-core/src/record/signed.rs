@@ -100,7 +100,11 @@ pub fn verify_record_signatures(items: &[(&[u8], &[u8], &[u8])]) -> Result<(), S
     let mut sigs = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     for (key, sig, record) in items {
-        keys.push(parse_writer_key(key)?.to_bytes());
+        // The key's point is decoded and checked (valid, not small-order) once, by the batch
+        // check below, rather than also here: point decompression is a large share of the cost.
+        keys.push(
+            <[u8; 32]>::try_from(*key).map_err(|_| SignatureError::KeyLength { len: key.len() })?,
+        );
         sigs.push(
             <[u8; 64]>::try_from(*sig)
                 .map_err(|_| SignatureError::SignatureLength { len: sig.len() })?,
@@ -118,6 +122,9 @@ pub fn verify_record_signatures(items: &[(&[u8], &[u8], &[u8])]) -> Result<(), S
         Ok(false) => Err(SignatureError::Invalid {
             writer_key: WriterKey(keys.first().copied().unwrap_or([0; 32])),
         }),
+        Err((_, cofactored::Malformed::Key | cofactored::Malformed::WeakKey)) => {
+            Err(SignatureError::KeyInvalid)
+        }
         Err((i, _)) => Err(SignatureError::Invalid {
             writer_key: WriterKey(keys[i]),
         }),
@@ -200,6 +207,51 @@ mod tests {
                 baseline: true,
             })),
         }
+    }
+
+    /// The batch path decodes each key only in the batch check; it must still refuse bad keys
+    /// with the same errors as the single path.
+    #[test]
+    fn batch_verification_refuses_bad_keys_like_the_single_check() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let good = CheckedRecord::sign(record(), &key).expect("valid");
+        let wk = good.writer_key.0;
+        let item = |k: &[u8]| (k.to_vec(), good.signature.to_vec(), good.bytes.clone());
+        let check = |items: &[(Vec<u8>, Vec<u8>, Vec<u8>)]| {
+            let refs: Vec<(&[u8], &[u8], &[u8])> = items
+                .iter()
+                .map(|(k, s, r)| (k.as_slice(), s.as_slice(), r.as_slice()))
+                .collect();
+            verify_record_signatures(&refs)
+        };
+        assert_eq!(check(&[item(&wk), item(&wk)]), Ok(()));
+        let identity = [[1u8].as_slice(), &[0u8; 31]].concat();
+        // The first y for which no curve point exists: not a key at all.
+        let not_a_point = (2u8..)
+            .map(|y| [[y].as_slice(), &[0u8; 31]].concat())
+            .find(|k| VerifyingKey::from_bytes(&k.clone().try_into().unwrap_or([0; 32])).is_err())
+            .expect("some y is off the curve");
+        for bad in [identity.as_slice(), not_a_point.as_slice()] {
+            assert_eq!(
+                verify_record_signature(bad, &good.signature, &good.bytes),
+                Err(SignatureError::KeyInvalid)
+            );
+            assert_eq!(
+                check(&[item(&wk), item(bad)]),
+                Err(SignatureError::KeyInvalid)
+            );
+        }
+        assert_eq!(
+            check(&[item(&wk), item(&wk[..31])]),
+            Err(SignatureError::KeyLength { len: 31 })
+        );
+        let other = SigningKey::from_bytes(&[8u8; 32])
+            .verifying_key()
+            .to_bytes();
+        assert!(matches!(
+            check(&[item(&wk), item(&other)]),
+            Err(SignatureError::Invalid { .. })
+        ));
     }
 
     #[test]
