@@ -124,7 +124,8 @@ impl Batch {
 
 /// Checksummed access to the node's storage: the Raft trees ([`Tree::Raft`], [`Tree::Log`]) in
 /// one [`Kv`] and the ledger's trees in another. Production keeps the Raft log in its own file
-/// ([`wal_kv`]) and the ledger in sled; tests and the simulation use one [`MemKv`] for both.
+/// ([`wal_kv`]) and the ledger in sled; the simulation uses two [`MemKv`]s, synced apart the
+/// same way, and unit tests often one for both.
 #[derive(Clone)]
 pub struct Store {
     kv: Arc<dyn Kv>,
