@@ -21,8 +21,8 @@
 //!
 //! **Torn tails and corruption.** A crash can leave the unsynced end of the file torn: cut short,
 //! zero-filled, or written out of order. `synced-before` tells the two apart: it is the offset up
-//! to which the records had been made durable when the record was written. At open, the first record that
-//! fails its checks ends the log — the tail is torn and is cut off — unless a later valid record
+//! to which the records had been made durable when the record was written. At open, the first
+//! record that fails its checks ends the log — the tail is torn and is cut off — unless a later valid record
 //! says that offset had already been synced: then synced data was damaged and the store refuses
 //! to open ([`StoreError::Corrupt`]). Damage to the last synced group of records, with nothing
 //! valid written after it, cannot be told from a torn write; it is cut off like one.
@@ -52,8 +52,8 @@ pub const WAL_DIR: &str = "raft-log";
 pub const FILE_MAGIC: &[u8; 16] = b"stateledger-wal1";
 const RECORD_MAGIC: &[u8; 4] = b"SLw1";
 const HEADER_LEN: usize = 4 + 4 + 8 + 8;
-/// Largest record body; a batch bigger than this is refused (Raft entries are far smaller:
-/// see `limits.batch_bytes_max`).
+/// Largest record body; a batch bigger than this is refused. A Raft entry is at most
+/// `limits.batch_records_max` records of at most `RECORD_BYTES_MAX` each, far below it.
 pub const RECORD_BODY_BYTES_MAX: usize = 1 << 30;
 /// Compaction copies live entries in records of about this size.
 const COMPACT_RECORD_BYTES: usize = 4 << 20;
@@ -455,11 +455,6 @@ impl WalKv {
             })),
             dir,
         })
-    }
-
-    /// The directory holding the log files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// True when neither tree holds anything.
