@@ -409,6 +409,11 @@ impl WalKv {
         // Zeros after the last record are preallocated space, kept; anything else is a torn
         // write, cut off so that no stale bytes can ever follow a new record.
         let allocated = if tail.iter().all(|b| *b == 0) {
+            // After a process crash without a power loss, what was read back may still be only in
+            // the page cache. Everything read here counts as durable from now on (Raft acts on
+            // it at once), so make it so.
+            file.sync_data()
+                .map_err(|e| kv_err("fsync at open", &path, e))?;
             bytes.len() as u64
         } else {
             tracing::warn!(

@@ -2,7 +2,9 @@ use crate::core::sm;
 use crate::raft::VoteResponse;
 use crate::replication;
 use crate::MessageSummary;
+use crate::LogId;
 use crate::RaftTypeConfig;
+use crate::StorageError;
 use crate::Vote;
 
 /// A message coming from the internal components.
@@ -41,6 +43,21 @@ where C: RaftTypeConfig
 
     /// Result of executing a command sent from state machine worker.
     StateMachine { command_result: sm::CommandResult<C> },
+
+    /// StateLedger patch: the leader's own log flush finished.
+    ///
+    /// The leader submits its entries to the log store and replicates them while they are being
+    /// flushed; it counts itself toward the commit quorum only when this arrives.
+    LocalLogFlushed {
+        /// The leader vote the entries were appended under.
+        vote: Vote<C::NodeId>,
+
+        /// The last log id that is now durable on this node.
+        log_id: LogId<C::NodeId>,
+
+        /// The flush result; an error is fatal.
+        result: Result<(), StorageError<C::NodeId>>,
+    },
 
     /// A tick event to wake up RaftCore to check timeout etc.
     Tick {
@@ -84,6 +101,9 @@ where C: RaftTypeConfig
             }
             Self::StateMachine { command_result } => {
                 format!("StateMachine command done: {:?}", command_result)
+            }
+            Self::LocalLogFlushed { vote, log_id, result } => {
+                format!("LocalLogFlushed: vote: {}, log_id: {}, ok: {}", vote, log_id, result.is_ok())
             }
             Self::Tick { i } => {
                 format!("Tick {}", i)
