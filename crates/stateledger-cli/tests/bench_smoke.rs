@@ -1,11 +1,12 @@
-//! `stateledger bench cluster` runs end to end on a real 3-node cluster (TLS, fsync) and
-//! counts records, not requests, when requests carry several records. It measures nothing here:
+//! `stateledger bench cluster` runs end to end on a real 3-node cluster (TLS, fsync), counts
+//! records, not requests, when requests carry several records, and measures the RPC floor when
+//! asked. It measures nothing here:
 //! the numbers are for docs/PERFORMANCE.md, printed by the benchmark itself.
 
 use std::process::Command;
 
 #[test]
-fn bench_cluster_runs_and_counts_records_per_request() {
+fn bench_cluster_runs_counts_records_per_request_and_measures_the_floor() {
     let out = Command::new(env!("CARGO_BIN_EXE_stateledger"))
         .args([
             "bench",
@@ -18,6 +19,7 @@ fn bench_cluster_runs_and_counts_records_per_request() {
             "4",
             "--pool",
             "20000",
+            "--floor",
         ])
         .output()
         .expect("the benchmark runs");
@@ -36,4 +38,17 @@ fn bench_cluster_runs_and_counts_records_per_request() {
         .and_then(|r| r.parse().ok())
         .unwrap_or_else(|| panic!("no rate in {line}"));
     assert!(rate > 0.0, "{line}");
+
+    let floor = stdout
+        .lines()
+        .find(|l| l.starts_with("rpc floor") && l.contains("clients"))
+        .unwrap_or_else(|| panic!("no floor line in:\n{stdout}"));
+    assert!(floor.contains("ops/s"), "{floor}");
+    assert!(floor.contains("errors    0"), "{floor}");
+    let calls: f64 = floor
+        .split_whitespace()
+        .nth(4)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {floor}"));
+    assert!(calls > 0.0, "{floor}");
 }

@@ -55,6 +55,11 @@ pub struct ClusterArgs {
     /// Override the nodes' shortest gap between checkpoints published through Raft (ms).
     #[arg(long)]
     pub publish_interval_ms: Option<u64>,
+    /// Also measure the floor of this stack: the same closed loop calling the leader's `Status`
+    /// RPC (same TLS channels, no Raft, no disk, no signature check). No design that sends one
+    /// record per gRPC request can be faster than this on this machine.
+    #[arg(long)]
+    pub floor: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -379,6 +384,13 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             print_level("stateledger", &r);
             results.push(r);
         }
+        if args.floor {
+            println!("floor: the leader's Status RPC over the same TLS channels (no Raft, no disk, no signature check); leader CPU is per call");
+            for &level in &args.levels {
+                let r = rpc_floor(&client, &endpoints, &nodes, &ca, &policy, level, args.seconds).await?;
+                print_level("rpc floor", &r);
+            }
+        }
         anyhow::Ok(results)
     })?;
     drop(nodes);
@@ -399,6 +411,51 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One level of the `--floor` measurement: `clients` closed-loop clients calling the leader's
+/// `Status` RPC, with the leader's CPU per call.
+async fn rpc_floor(
+    client: &LedgerClient,
+    endpoints: &[String],
+    nodes: &super::dev::Nodes,
+    ca: &str,
+    policy: &TrustPolicy,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<LevelResult> {
+    let status = client.status(None).await?;
+    let leader_name = format!("node-{}", status.leader_id);
+    let leader_index = nodes
+        .children
+        .iter()
+        .position(|(name, _)| *name == leader_name)
+        .context("the leader is not one of the benchmark's nodes")?;
+    let leader_pid = nodes.children[leader_index].1.id();
+    let leader_endpoint = Arc::new(endpoints[leader_index].clone());
+    let channels: Vec<Arc<LedgerClient>> = (0..clients.clamp(1, 8))
+        .map(|_| {
+            LedgerClient::new(
+                ConnectOptions::new(endpoints.to_vec(), ca.to_string()),
+                policy.clone(),
+            )
+            .map(Arc::new)
+        })
+        .collect::<Result<_, _>>()?;
+    let cpu_before = cpu_micros(leader_pid);
+    let (lat, errors, elapsed) = closed_loop(clients, seconds, move |c| {
+        let client = channels[c % channels.len()].clone();
+        let endpoint = leader_endpoint.clone();
+        async move { client.status(Some(&endpoint)).await.is_ok() }
+    })
+    .await;
+    let cpu_after = cpu_micros(leader_pid);
+    let mut r = results_of(&lat, errors, elapsed, clients);
+    r.cpu_us_per_op = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if r.ops > 0 => Some((b - a) as f64 / r.ops as f64),
+        _ => None,
+    };
+    Ok(r)
 }
 
 pub fn results_of(lat: &[u64], errors: usize, elapsed: f64, clients: usize) -> LevelResult {
