@@ -235,7 +235,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         StoreError::Corrupt { .. } => StartError::Corrupt(e),
         other => StartError::Store(other),
     })?;
-    let log_store = LogStore::new(store);
+    let log_store = LogStore::new(store, config.node.id);
     #[cfg(madsim)]
     let log_store = log_store.with_known_bad(known_bad);
     let state_machine = LedgerStateMachine::new(ledger.clone());

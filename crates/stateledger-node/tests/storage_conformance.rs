@@ -19,7 +19,10 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, ()> for MemBuilder {
     async fn build(&self) -> Result<((), LogStore, LedgerStateMachine), StorageError> {
         let store = Store::new(Arc::new(MemKv::new()));
         let ledger = Ledger::open(store.clone(), true).expect("empty store opens");
-        Ok(((), LogStore::new(store), LedgerStateMachine::new(ledger)))
+        // The suite's entries are led by node 0. As node 0 here they are this node's own (the
+        // syncer task syncs them); as node 1 below they are another leader's (synced in place),
+        // so the suite checks both paths.
+        Ok(((), LogStore::new(store, 0), LedgerStateMachine::new(ledger)))
     }
 }
 
@@ -34,7 +37,11 @@ impl StoreBuilder<TypeConfig, LogStore, LedgerStateMachine, tempfile::TempDir> f
         let log = WalKv::open(dir.path()).expect("log file opens");
         let store = Store::with_log(Arc::new(kv), Arc::new(log));
         let ledger = Ledger::open(store.clone(), true).expect("empty store opens");
-        Ok((dir, LogStore::new(store), LedgerStateMachine::new(ledger)))
+        Ok((
+            dir,
+            LogStore::new(store, 1),
+            LedgerStateMachine::new(ledger),
+        ))
     }
 }
 

@@ -45,6 +45,8 @@ fn index_key(index: u64) -> [u8; 8] {
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
+    /// This node: entries it created as leader are synced by the syncer task, others in place.
+    node_id: u64,
     syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
     /// Simulation only: see [`crate::known_bad::KnownBad::ack_log_before_sync`].
     #[cfg(madsim)]
@@ -59,7 +61,7 @@ impl Debug for LogStore {
 
 impl LogStore {
     /// Creates the log store and starts its syncer task.
-    pub fn new(store: Store) -> LogStore {
+    pub fn new(store: Store, node_id: u64) -> LogStore {
         let (tx, mut rx) = mpsc::unbounded_channel::<LogFlushed<TypeConfig>>();
         let sync_store = store.clone();
         tokio::spawn(async move {
@@ -84,6 +86,7 @@ impl LogStore {
         });
         LogStore {
             store,
+            node_id,
             syncer: tx,
             #[cfg(madsim)]
             ack_before_sync: false,
@@ -211,7 +214,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut b = Batch::new(Tree::Log);
+        let mut own = true;
         for entry in entries {
+            own = entry.log_id.leader_id.node_id == self.node_id;
             b.put(
                 index_key(entry.log_id.index).to_vec(),
                 &codec::encode("log entry", &entry).map_err(write_err)?,
@@ -222,6 +227,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if self.ack_before_sync {
             // KNOWN-BAD, simulation only: claims durability that the entries do not have.
             callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
+        if !own {
+            // Entries from another leader: this node follows, and openraft waits for this flush
+            // before it does anything else. Syncing here instead of in the syncer task saves two
+            // hand-offs on the commit path. (A leader's own appends go to the syncer: the leader
+            // replicates while its flush runs, see vendor/openraft/PATCHES.md.)
+            let result = self
+                .store
+                .sync_log()
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            callback.log_io_completed(result);
             return Ok(());
         }
         if let Err(mpsc::error::SendError(callback)) = self.syncer.send(callback) {
