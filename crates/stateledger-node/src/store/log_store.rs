@@ -1,8 +1,10 @@
 //! The Raft log on the storage seam.
 //!
 //! Contract (openraft `RaftLogStorage`): entries are readable when `append` returns, and the
-//! callback fires only once they are durable. Appends hand their callbacks to one syncer task,
-//! which syncs once for everything queued — group fsync — so concurrent appends share one fsync.
+//! callback fires only once they are durable. The leader's own appends hand their callbacks to
+//! one syncer task, which syncs once for everything queued — group fsync — so concurrent appends
+//! share one fsync, and the leader replicates meanwhile. A follower's append (entries led by
+//! another node) is synced inside `append`: openraft waits for it before anything else anyway.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
