@@ -26,29 +26,27 @@ fn bench_cluster_runs_counts_records_per_request_and_measures_the_floor() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = result_line(&stdout, "stateledger");
+    assert!(line.contains("rec/s (4 per request)"), "{line}");
+    let floor = result_line(&stdout, "rpc floor");
+    assert!(floor.contains("ops/s"), "{floor}");
+}
+
+/// The result line that starts with `name`, checked to have no errors and a positive rate.
+fn result_line<'a>(stdout: &'a str, name: &str) -> &'a str {
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("stateledger") && l.contains("clients"))
-        .unwrap_or_else(|| panic!("no result line in:\n{stdout}"));
-    assert!(line.contains("rec/s (4 per request)"), "{line}");
+        .find(|l| l.starts_with(name) && l.contains("clients"))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{stdout}"));
     assert!(line.contains("errors    0"), "{line}");
-    let rate: f64 = line
-        .split_whitespace()
-        .nth(3)
+    // The rate follows "<clients> clients".
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let rate: f64 = words
+        .iter()
+        .position(|w| *w == "clients")
+        .and_then(|i| words.get(i + 1))
         .and_then(|r| r.parse().ok())
         .unwrap_or_else(|| panic!("no rate in {line}"));
     assert!(rate > 0.0, "{line}");
-
-    let floor = stdout
-        .lines()
-        .find(|l| l.starts_with("rpc floor") && l.contains("clients"))
-        .unwrap_or_else(|| panic!("no floor line in:\n{stdout}"));
-    assert!(floor.contains("ops/s"), "{floor}");
-    assert!(floor.contains("errors    0"), "{floor}");
-    let calls: f64 = floor
-        .split_whitespace()
-        .nth(4)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no rate in {floor}"));
-    assert!(calls > 0.0, "{floor}");
+    line
 }
