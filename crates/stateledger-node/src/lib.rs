@@ -21,3 +21,5 @@ pub mod raft;
 pub mod sigcheck;
 pub mod store;
 pub mod tls;
+#[cfg(not(madsim))]
+pub mod wire;

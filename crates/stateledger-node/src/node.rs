@@ -385,7 +385,10 @@ async fn serve(
     let router = public_server.add_service(ledger_service);
     let rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let incoming = TcpIncoming::from(public).with_nodelay(Some(true));
+        let incoming =
+            futures::StreamExt::map(TcpIncoming::from(public).with_nodelay(Some(true)), |conn| {
+                conn.map(crate::wire::Coalescing::new)
+            });
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
             .await
@@ -401,7 +404,10 @@ async fn serve(
     let router = cluster_server.add_service(cluster_service);
     let rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let incoming = TcpIncoming::from(cluster).with_nodelay(Some(true));
+        let incoming = futures::StreamExt::map(
+            TcpIncoming::from(cluster).with_nodelay(Some(true)),
+            |conn| conn.map(crate::wire::Coalescing::new),
+        );
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
             .await

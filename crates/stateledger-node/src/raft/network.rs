@@ -54,9 +54,8 @@ impl ClusterConnector {
                 .map_err(|e| format!("bad address {addr:?}: {e}"))?
                 .tls_config(self.tls.cluster_client(&host))
                 .map_err(|e| format!("TLS config for {addr}: {e}"))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true);
-            Ok(endpoint.connect_lazy())
+                .connect_timeout(CONNECT_TIMEOUT);
+            Ok(endpoint.connect_with_connector_lazy(tower::service_fn(crate::wire::connect)))
         }
         #[cfg(madsim)]
         {
