@@ -48,6 +48,7 @@ fn index_key(index: u64) -> [u8; 8] {
 pub struct LogStore {
     store: Store,
     /// This node: entries it created as leader are synced by the syncer task, others in place.
+    /// Both paths fire the callback only after the sync; the choice only decides who waits.
     node_id: u64,
     syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
     /// Simulation only: see [`crate::known_bad::KnownBad::ack_log_before_sync`].
