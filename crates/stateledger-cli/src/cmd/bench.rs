@@ -338,15 +338,8 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let next = Arc::new(AtomicUsize::new(0));
         let mut results = Vec::new();
         for &level in &args.levels {
-            let channels: Vec<Arc<LedgerClient>> = (0..level.clamp(1, 8))
-                .map(|_| LedgerClient::new(ConnectOptions::new(endpoints.clone(), ca.clone()), policy.clone()).map(Arc::new))
-                .collect::<Result<_, _>>()?;
-            let status = client.status(None).await?;
-            let leader_pid = nodes
-                .children
-                .iter()
-                .find(|(name, _)| *name == format!("node-{}", status.leader_id))
-                .map(|(_, c)| c.id());
+            let channels = channels_for(level, &endpoints, &ca, &policy)?;
+            let leader_pid = leader_of(&client, &nodes).await?.map(|(_, pid)| pid);
             let cpu_before = leader_pid.and_then(cpu_micros);
             let pool = pool.clone();
             let next = next.clone();
@@ -375,10 +368,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 p99_us: percentile(&lat, 0.99),
                 p999_us: percentile(&lat, 0.999),
                 errors,
-                cpu_us_per_op: match (cpu_before, cpu_after) {
-                    (Some(a), Some(b)) if ops > 0 => Some((b - a) as f64 / (ops * per_request) as f64),
-                    _ => None,
-                },
+                cpu_us_per_op: cpu_per(cpu_before, cpu_after, ops * per_request),
                 records_per_op: per_request,
             };
             print_level("stateledger", &r);
@@ -413,6 +403,47 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Client channels for `level` closed-loop clients (at most 8 connections, shared).
+fn channels_for(
+    level: usize,
+    endpoints: &[String],
+    ca: &str,
+    policy: &TrustPolicy,
+) -> anyhow::Result<Vec<Arc<LedgerClient>>> {
+    (0..level.clamp(1, 8))
+        .map(|_| {
+            LedgerClient::new(
+                ConnectOptions::new(endpoints.to_vec(), ca.to_string()),
+                policy.clone(),
+            )
+            .map(Arc::new)
+            .map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+/// The current leader: its position among the benchmark's nodes (the order of their
+/// endpoints) and its process id; `None` if the leader is not one of them.
+async fn leader_of(
+    client: &LedgerClient,
+    nodes: &super::dev::Nodes,
+) -> anyhow::Result<Option<(usize, u32)>> {
+    let name = format!("node-{}", client.status(None).await?.leader_id);
+    Ok(nodes
+        .children
+        .iter()
+        .position(|(n, _)| *n == name)
+        .map(|i| (i, nodes.children[i].1.id())))
+}
+
+/// CPU microseconds per operation between two readings, when both exist and `ops` > 0.
+fn cpu_per(before: Option<u64>, after: Option<u64>, ops: usize) -> Option<f64> {
+    match (before, after) {
+        (Some(a), Some(b)) if ops > 0 => Some(b.saturating_sub(a) as f64 / ops as f64),
+        _ => None,
+    }
+}
+
 /// One level of the `--floor` measurement: `clients` closed-loop clients calling the leader's
 /// `Status` RPC, with the leader's CPU per call.
 async fn rpc_floor(
@@ -424,24 +455,11 @@ async fn rpc_floor(
     clients: usize,
     seconds: u64,
 ) -> anyhow::Result<LevelResult> {
-    let status = client.status(None).await?;
-    let leader_name = format!("node-{}", status.leader_id);
-    let leader_index = nodes
-        .children
-        .iter()
-        .position(|(name, _)| *name == leader_name)
+    let (leader_index, leader_pid) = leader_of(client, nodes)
+        .await?
         .context("the leader is not one of the benchmark's nodes")?;
-    let leader_pid = nodes.children[leader_index].1.id();
     let leader_endpoint = Arc::new(endpoints[leader_index].clone());
-    let channels: Vec<Arc<LedgerClient>> = (0..clients.clamp(1, 8))
-        .map(|_| {
-            LedgerClient::new(
-                ConnectOptions::new(endpoints.to_vec(), ca.to_string()),
-                policy.clone(),
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<_, _>>()?;
+    let channels = channels_for(clients, endpoints, ca, policy)?;
     let cpu_before = cpu_micros(leader_pid);
     let (lat, errors, elapsed) = closed_loop(clients, seconds, move |c| {
         let client = channels[c % channels.len()].clone();
@@ -449,12 +467,8 @@ async fn rpc_floor(
         async move { client.status(Some(&endpoint)).await.is_ok() }
     })
     .await;
-    let cpu_after = cpu_micros(leader_pid);
     let mut r = results_of(&lat, errors, elapsed, clients);
-    r.cpu_us_per_op = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) if r.ops > 0 => Some((b - a) as f64 / r.ops as f64),
-        _ => None,
-    };
+    r.cpu_us_per_op = cpu_per(cpu_before, cpu_micros(leader_pid), r.ops);
     Ok(r)
 }
 
