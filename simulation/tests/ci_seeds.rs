@@ -1,6 +1,6 @@
 //! The CI seed set: `SIM_SEEDS` seeds (default 32) from `SIM_SEED_START` (default 0), plus the
-//! seeds that once found a bug, for a 3-node and a 5-node cluster, each seed in its own process. Every failure prints its seed, what
-//! broke and the command that replays it. Run many more with the `stateledger-sim` binary
+//! seeds that once found a bug, for a 3-node and a 5-node cluster, each seed in its own process.
+//! Every failure prints its seed, what broke and the command that replays it. Run many more with the `stateledger-sim` binary
 //! (docs/SIMULATION.md).
 #![cfg(madsim)]
 

@@ -43,10 +43,6 @@ impl<T> Coalescing<T> {
             yields: 0,
         }
     }
-
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
 }
 
 impl<T: AsyncWrite + Unpin> Coalescing<T> {

@@ -22,9 +22,9 @@
 //! **Torn tails and corruption.** A crash can leave the unsynced end of the file torn: cut short,
 //! zero-filled, or written out of order. `synced-before` tells the two apart: it is the offset up
 //! to which the records had been made durable when the record was written. At open, the first
-//! record that fails its checks ends the log — the tail is torn and is cut off — unless a later valid record
-//! says that offset had already been synced: then synced data was damaged and the store refuses
-//! to open ([`StoreError::Corrupt`]). Damage to the last synced group of records, with nothing
+//! record that fails its checks ends the log — the tail is torn and is cut off — unless a later
+//! valid record says that offset had already been synced: then synced data was damaged and the
+//! store refuses to open ([`StoreError::Corrupt`]). Damage to the last synced group of records, with nothing
 //! valid written after it, cannot be told from a torn write; it is cut off like one.
 //!
 //! **Preallocation.** The file grows by [`PREALLOCATE_BYTES`] of zeros at a time, so a sync of
@@ -1005,6 +1005,34 @@ mod tests {
             log.scan(Tree::Log, &[], &[0xff; 16], usize::MAX)
                 .expect("scan"),
             moved
+        );
+    }
+
+    /// After a write failed part-way, the bytes after the last record are unknown: the store
+    /// refuses every later write, naming why, until it is reopened (which cuts them off).
+    #[test]
+    fn after_a_failed_write_nothing_is_written_until_reopened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kv = synced_log(dir.path(), &[(&[1], b"synced")]);
+        // A real write error cannot be caused on demand here; set what one leaves behind.
+        kv.write_lock().failed = Some("No space left on device".into());
+        let err = kv
+            .write(Tree::Log, vec![(vec![2], Some(b"refused".to_vec()))])
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(text.contains("restart the node"), "{text}");
+        assert_eq!(kv.get(Tree::Log, &[2]).expect("get"), None);
+        drop(kv);
+        let kv = WalKv::open(dir.path()).expect("reopens");
+        put(&kv, Tree::Log, &[2], b"accepted");
+        assert_eq!(
+            kv.get(Tree::Log, &[1]).expect("get"),
+            Some(b"synced".to_vec())
+        );
+        assert_eq!(
+            kv.get(Tree::Log, &[2]).expect("get"),
+            Some(b"accepted".to_vec())
         );
     }
 
