@@ -62,7 +62,9 @@ fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
 /// through sled directly (the node's checksum in front of the value is left as it was).
 /// Returns the described key.
 fn corrupt_leaf_value(data_dir: &Path, index: u64, leaf_bytes: &[u8]) -> String {
-    let kv = SledKv::open(data_dir).expect("the stopped node's sled opens");
+    let kv = SledKv::open(data_dir)
+        .expect("the stopped node's sled opens")
+        .kv;
     let key = keys::block(index / BLOCK_LEAVES);
     let mut stored = kv
         .get(Tree::Ledger, &key)
@@ -81,7 +83,9 @@ fn corrupt_leaf_value(data_dir: &Path, index: u64, leaf_bytes: &[u8]) -> String 
 /// Rewrites the oldest stored checkpoint note (not the latest, which is read at every start)
 /// with one byte changed under the node's checksum. Returns its size and the described key.
 fn corrupt_old_checkpoint(data_dir: &Path) -> (u64, String) {
-    let kv = SledKv::open(data_dir).expect("the stopped node's sled opens");
+    let kv = SledKv::open(data_dir)
+        .expect("the stopped node's sled opens")
+        .kv;
     let rows = kv
         .scan(
             Tree::Ledger,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
 use stateledger_core::note::NoteSigner;
 use stateledger_node::clock::Clock;
@@ -19,11 +20,20 @@ use stateledger_node::config::{
     ClusterSection, LimitsSection, MemberConfig, NodeConfig, NodeSection, RaftSection, TlsSection,
 };
 use stateledger_node::node::{start, NodeParts, NodeShared};
+use stateledger_node::recovery::NodeStorage;
+use stateledger_node::store::wal::mem::MemDir;
+use stateledger_node::store::wal::{WalKv, WalOptions};
 use stateledger_node::store::{Kv, MemKv};
 use stateledger_node::tls::TlsMaterial;
 
 use crate::options::KnownBad;
 use crate::trace::Trace;
+
+/// Raft log file sizes for simulated files (held in memory).
+pub const SIM_WAL: WalOptions = WalOptions {
+    preallocate_bytes: 64 * 1024,
+    compact_bytes_min: 4 << 20,
+};
 
 /// The log's origin in every simulated cluster.
 pub const ORIGIN: &str = "stateledger.sim/cluster";
@@ -92,8 +102,9 @@ pub struct Server {
     pub signer: NoteSigner,
     /// The ledger's storage (sled in production).
     pub kv: Arc<MemKv>,
-    /// The Raft log's storage (its own file in production), synced apart from the ledger's.
-    pub log_kv: Arc<MemKv>,
+    /// The directory of the Raft log's file (simulated files; production's code runs on them),
+    /// synced apart from the ledger's storage.
+    pub log_dir: Arc<MemDir>,
     pub clock: Clock,
     node: NodeHandle,
     slot: Arc<Mutex<Slot>>,
@@ -276,10 +287,10 @@ impl Cluster {
             let id = index as u64 + 1;
             let config = config_of(index, voters, tuning);
             let kv = Arc::new(MemKv::new());
-            let log_kv = Arc::new(MemKv::new());
+            let log_dir = Arc::new(MemDir::new());
             let sync_delay = tuning.sync_delay.get(index).copied().unwrap_or_default();
             kv.set_sync_delay(sync_delay);
-            log_kv.set_sync_delay(sync_delay);
+            log_dir.set_sync_delay(sync_delay);
             let clock = Clock::new();
             let signer = node_signer(id);
             let slot = Arc::new(Mutex::new(Slot {
@@ -287,19 +298,26 @@ impl Cluster {
                 running: Running::Starting,
             }));
             let init = {
-                let (config, kv, log_kv, clock, signer, slot) = (
+                let (config, kv, log_dir, clock, signer, slot) = (
                     config.clone(),
                     kv.clone(),
-                    log_kv.clone(),
+                    log_dir.clone(),
                     clock.clone(),
                     signer.clone(),
                     slot.clone(),
                 );
                 move || {
-                    let parts = NodeParts {
+                    let storage =
+                        WalKv::open_with(log_dir.clone(), SIM_WAL).map(|log| NodeStorage {
+                            ledger: kv.clone() as Arc<dyn Kv>,
+                            log: log.kv,
+                            ledger_fresh: kv.is_empty(),
+                            log_fresh: log.fresh,
+                            ledger_findings: Vec::new(),
+                        });
+                    let parts = storage.map(|storage| NodeParts {
                         config: config.clone(),
-                        kv: kv.clone() as Arc<dyn Kv>,
-                        log_kv: Some(log_kv.clone() as Arc<dyn Kv>),
+                        storage,
                         tls: TlsMaterial {
                             ca_pem: String::new(),
                             cert_pem: String::new(),
@@ -308,7 +326,7 @@ impl Cluster {
                         signer: signer.clone(),
                         clock: clock.clone(),
                         known_bad,
-                    };
+                    });
                     let slot = slot.clone();
                     async move {
                         {
@@ -316,7 +334,11 @@ impl Cluster {
                             s.incarnation += 1;
                             s.running = Running::Starting;
                         }
-                        match start(parts).await {
+                        let started = match parts {
+                            Ok(parts) => start(parts).await,
+                            Err(e) => Err(stateledger_node::node::StartError::Store(e)),
+                        };
+                        match started {
                             Ok(node) => {
                                 slot.lock().unwrap_or_else(|p| p.into_inner()).running =
                                     Running::Up(node.shared.clone());
@@ -346,7 +368,7 @@ impl Cluster {
                 cluster_addr: format!("{}:{CLUSTER_PORT}", server_ip(index)),
                 signer,
                 kv,
-                log_kv,
+                log_dir,
                 clock,
                 node,
                 slot,
@@ -394,12 +416,18 @@ impl Cluster {
             self.handle.kill(s.node.id());
             // The dead process's memory is gone: never observe it again.
             s.slot().running = Running::Starting;
-            let lost = (s.kv.unsynced_writes() + s.log_kv.unsynced_writes())
-                .saturating_sub(2 * keep_unsynced);
+            let lost = s.kv.unsynced_writes().saturating_sub(keep_unsynced);
+            let log_bytes = s.log_dir.unsynced_bytes();
             s.kv.crash_keeping(keep_unsynced);
-            s.log_kv.crash_keeping(keep_unsynced);
-            self.trace
-                .log(format!("crash {} (lost {lost} unsynced writes)", s.name));
+            // The log file keeps a random subset of its unsynced sectors when the crash keeps
+            // anything: cut short, holes, out of order.
+            let mut rng = thread_rng();
+            s.log_dir
+                .crash(&mut || keep_unsynced > 0 && rng.gen_bool(0.5));
+            self.trace.log(format!(
+                "crash {} (lost {lost} unsynced ledger writes, tore {log_bytes} unsynced log bytes)",
+                s.name
+            ));
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
+use stateledger_node::store::wal::frame;
 use stateledger_node::store::Tree;
 
 use crate::cluster::Cluster;
@@ -274,33 +275,48 @@ impl FaultRunner {
 }
 
 /// Flips one stored bit of `node`: in any value of the ledger tree (leaves, metadata, checkpoints,
-/// whatever the layout keeps there) or in a Raft log entry. The server is marked corrupted first,
-/// so the invariants know what to expect.
+/// whatever the layout keeps there) or inside a synced record of the Raft log file. The server is
+/// marked corrupted first, so the invariants know what to expect.
 fn corrupt(cluster: &mut Cluster, node: usize, trace: &Trace) {
     let server = &mut cluster.servers[node];
     let mut rng = thread_rng();
-    let trees = if rng.gen_bool(0.7) {
-        [Tree::Ledger, Tree::Log]
-    } else {
-        [Tree::Log, Tree::Ledger]
-    };
-    for tree in trees {
-        let kv = match tree {
-            Tree::Log => server.log_kv.clone(),
-            _ => server.kv.clone(),
-        };
-        let keys = kv.keys(tree);
+    let log_first = rng.gen_bool(0.3);
+    for log in [log_first, !log_first] {
+        if log {
+            let Some(name) = server
+                .log_dir
+                .names()
+                .into_iter()
+                .find(|n| n.ends_with(".wal"))
+            else {
+                continue;
+            };
+            let bytes = server.log_dir.durable(&name).unwrap_or_default();
+            let end = frame::recover(&bytes).valid_end;
+            let start = frame::FILE_MAGIC.len();
+            if end <= start {
+                continue;
+            }
+            let offset = rng.gen_range(start..end);
+            server.corrupted = true;
+            server.log_dir.flip_bit(&name, offset, rng.gen_range(0..8));
+            trace.log(format!(
+                "fault: flip a bit of {} Raft log file {name} byte {offset}",
+                server.name
+            ));
+            return;
+        }
+        let keys = server.kv.keys(Tree::Ledger);
         if keys.is_empty() {
             continue;
         }
         let key = &keys[rng.gen_range(0..keys.len())];
         let byte = rng.gen_range(0..4096);
         server.corrupted = true;
-        kv.corrupt(tree, key, byte);
+        server.kv.corrupt(Tree::Ledger, key, byte);
         trace.log(format!(
-            "fault: flip a bit of {} tree {} key {} byte {byte}",
+            "fault: flip a bit of {} tree ledger key {} byte {byte}",
             server.name,
-            tree.name(),
             stateledger_node::store::describe_key(key)
         ));
         return;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use stateledger_core::hash::Hash;
 use stateledger_node::ledger::ReadError;
 use stateledger_node::node::NodeShared;
-use stateledger_node::store::{Kv, Store};
+use stateledger_node::store::Store;
 
 use crate::cluster::Cluster;
 
@@ -44,10 +44,7 @@ pub fn views(cluster: &Cluster) -> Vec<NodeView> {
                 incarnation: s.incarnation(),
                 root: shared.ledger.root(),
                 size: progress.size,
-                store: Store::with_log(
-                    s.kv.clone() as Arc<dyn Kv>,
-                    s.log_kv.clone() as Arc<dyn Kv>,
-                ),
+                store: shared.ledger.store().clone(),
                 corrupted: s.corrupted,
                 shared,
             })

@@ -116,7 +116,7 @@ fn the_leader_replicates_while_it_syncs_and_counts_itself_only_once_synced() {
         time_to_ack(&client, &addr, grant(0), true).await;
 
         // Case 1: the two followers form the quorum while the leader's fsync is still running.
-        let log = cluster.servers[leader].log_kv.clone();
+        let log = cluster.servers[leader].log_dir.clone();
         log.set_sync_delay(SLOW_SYNC);
         let took = time_to_ack(&client, &addr, grant(1), false).await;
         assert!(
@@ -128,7 +128,7 @@ fn the_leader_replicates_while_it_syncs_and_counts_itself_only_once_synced() {
         // Let the slow fsync finish with normal ones behind it.
         log.set_sync_delay(Duration::ZERO);
         wait_until("the leader's log to be synced", || {
-            log.unsynced_writes() == 0
+            log.unsynced_bytes() == 0
         })
         .await;
 

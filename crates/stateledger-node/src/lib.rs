@@ -18,6 +18,8 @@ pub mod known_bad;
 pub mod ledger;
 pub mod node;
 pub mod raft;
+pub mod recovery;
+pub mod repair;
 pub mod sigcheck;
 pub mod store;
 pub mod tls;

@@ -19,8 +19,11 @@ use crate::grpc::ledger_service::LedgerService;
 use crate::ledger::{Ledger, LedgerStateMachine};
 use crate::raft::network::{ClusterConnector, NetworkFactory};
 use crate::raft::{NodeId, NodeInfo, Raft};
+use crate::recovery::{self, NodeStorage};
+use crate::repair::RepairMode;
 use crate::store::log_store::LogStore;
-use crate::store::{Kv, Store, StoreError};
+use crate::store::node_state::NodeStateHandle;
+use crate::store::StoreError;
 use crate::tls::TlsMaterial;
 
 /// A cosigned checkpoint known to this node (the freshest one it can prove against).
@@ -48,6 +51,12 @@ pub struct NodeShared {
     /// Requests waiting for their signatures to be checked (batched across requests).
     pub sig_tx: mpsc::Sender<crate::sigcheck::SigJob>,
     pub snapshot_session: tokio::sync::Mutex<Option<SnapshotSession>>,
+    /// Set while the node repairs lost state (it then neither votes nor cosigns).
+    pub repair: RepairMode,
+    /// Whether this node, leading, still has a quorum (CheckQuorum).
+    pub quorum_lease: crate::raft::election::QuorumLease,
+    /// The node's own record (identity, vote copy, repair flag), in both storages.
+    pub node_state: Arc<NodeStateHandle>,
 }
 
 impl std::fmt::Debug for NodeShared {
@@ -61,6 +70,9 @@ impl NodeShared {
     pub fn leader(&self) -> Option<(NodeId, NodeInfo)> {
         let metrics = self.raft.metrics().borrow().clone();
         let id = metrics.current_leader?;
+        if id == self.id && self.quorum_lease.is_lost() {
+            return None;
+        }
         let info = metrics
             .membership_config
             .membership()
@@ -70,8 +82,10 @@ impl NodeShared {
         Some((id, info))
     }
 
+    /// Leading, with a quorum's acknowledgement within the lease: only then does the node act
+    /// as the leader toward clients and cosigners.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.id)
+        self.raft.metrics().borrow().current_leader == Some(self.id) && !self.quorum_lease.is_lost()
     }
 
     /// Offers a cosigned checkpoint; kept if it is newer than the one held.
@@ -135,10 +149,8 @@ pub enum StartError {
 /// Everything a node needs to start: its config, storage, TLS material, key and clock.
 pub struct NodeParts {
     pub config: NodeConfig,
-    /// The ledger's storage (and the Raft log's too when `log_kv` is `None`).
-    pub kv: Arc<dyn Kv>,
-    /// The Raft log's own storage, if separate.
-    pub log_kv: Option<Arc<dyn Kv>>,
+    /// The ledger's and the Raft log's storage, as opened.
+    pub storage: NodeStorage,
     pub tls: TlsMaterial,
     pub signer: NoteSigner,
     pub clock: Clock,
@@ -186,6 +198,8 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError>
         // for any ledger with fewer entries, before the snapshot was even sent.
         replication_lag_threshold: REPLICATION_BATCH_ENTRIES,
         install_snapshot_timeout: 10_000,
+        // Elections are ours: PreVote first, and never while repairing (raft/election.rs).
+        enable_elect: false,
         ..Default::default()
     };
     c.validate()
@@ -218,8 +232,7 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
 pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let NodeParts {
         config,
-        kv,
-        log_kv,
+        storage,
         tls,
         signer,
         clock,
@@ -227,15 +240,13 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         known_bad,
     } = parts;
     config.check().map_err(StartError::Config)?;
-    let store = match log_kv {
-        Some(log) => Store::with_log(kv, log),
-        None => Store::new(kv),
-    };
-    let ledger = Ledger::open(store.clone(), config.node.verify_on_start).map_err(|e| match e {
-        StoreError::Corrupt { .. } => StartError::Corrupt(e),
-        other => StartError::Store(other),
-    })?;
-    let log_store = LogStore::new(store, config.node.id);
+    let recovered = recovery::recover(&config, storage, &clock).await?;
+    let ledger = recovered.ledger;
+    let log_store = LogStore::new(
+        recovered.store,
+        config.node.id,
+        recovered.node_state.clone(),
+    );
     #[cfg(madsim)]
     let log_store = log_store.with_known_bad(known_bad);
     let state_machine = LedgerStateMachine::new(ledger.clone());
@@ -267,6 +278,13 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         submit_tx,
         sig_tx,
         snapshot_session: tokio::sync::Mutex::new(None),
+        repair: RepairMode::new(
+            &config.node.name,
+            recovered.repair,
+            recovered.node_state.clone(),
+        ),
+        node_state: recovered.node_state,
+        quorum_lease: Default::default(),
     });
     if let Some(note) = ledger.published_checkpoint() {
         if let Some(known) = parse_known(&note) {
@@ -274,7 +292,10 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         }
     }
 
+    // Only a data directory that never held anything bootstraps: a node that lost its state
+    // must not start a new cluster of its own.
     if config.cluster.bootstrap
+        && recovered.brand_new
         && !raft
             .is_initialized()
             .await
@@ -315,6 +336,14 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(checkpointer::follow_published(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::repair::run(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::raft::election::run(
         shared.clone(),
         shutdown_rx.clone(),
     )));
@@ -472,18 +501,68 @@ impl NodeHandle {
     }
 }
 
+/// Opens the ledger (sled) and the Raft log file in `data_dir` (created mode 0700 if missing).
+/// Lost synced data is reported for recovery, not refused here; sled that came back with less
+/// than it had synced is [`StartError::Corrupt`].
+#[cfg(not(madsim))]
+pub fn open_storage(data_dir: &std::path::Path) -> Result<NodeStorage, StartError> {
+    let stored = |e: StoreError| match e {
+        StoreError::Corrupt { .. } | StoreError::LostWrites { .. } => StartError::Corrupt(e),
+        StoreError::Kv(k) if k.is_engine_failure() => StartError::Corrupt(StoreError::Kv(k)),
+        other => StartError::Store(other),
+    };
+    let existed = data_dir.exists();
+    crate::store::create_private_dir(data_dir).map_err(|e| {
+        StartError::Store(StoreError::Kv(crate::store::KvError::new(
+            "create data dir",
+            format!("{}: {e}", data_dir.display()),
+        )))
+    })?;
+    if existed {
+        tighten_permissions(data_dir);
+    }
+    let sled = crate::store::sled_kv::SledKv::open(data_dir).map_err(stored)?;
+    let log = crate::store::wal::WalKv::open_dir(data_dir).map_err(stored)?;
+    let mut ledger_findings = Vec::new();
+    if sled.marker_missing {
+        ledger_findings.push(format!(
+            "the ledger's sync number file {} is missing although sled has been synced, so \
+             writes sled lost cannot be ruled out",
+            data_dir.join(crate::store::sled_kv::SYNCED_FILE).display()
+        ));
+    }
+    Ok(NodeStorage {
+        ledger: Arc::new(sled.kv),
+        log: log.kv,
+        ledger_fresh: sled.fresh,
+        log_fresh: log.fresh,
+        ledger_findings,
+    })
+}
+
+/// A data directory readable by others is made owner-only (it holds the ledger); if that is
+/// not allowed, say so and go on.
+#[cfg(not(madsim))]
+fn tighten_permissions(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "the data directory is readable by others and cannot be made private");
+        }
+    }
+}
+
 #[cfg(not(madsim))]
 impl NodeParts {
     /// Opens everything a config names: sled and the Raft log file in the data dir, TLS files,
     /// the checkpoint key. A data directory that lost synced writes is [`StartError::Corrupt`].
     pub fn load(config: NodeConfig) -> Result<NodeParts, StartError> {
-        let stored = |e: StoreError| match e {
-            StoreError::Corrupt { .. } | StoreError::LostWrites { .. } => StartError::Corrupt(e),
-            other => StartError::Store(other),
-        };
-        let kv = crate::store::sled_kv::SledKv::open(&config.node.data_dir).map_err(stored)?;
-        let log = crate::store::wal_kv::WalKv::open(&config.node.data_dir).map_err(stored)?;
-        crate::store::wal_kv::adopt_sled_log(&log, &kv).map_err(stored)?;
+        // Everything that can be checked without the data directory is checked first, so a bad
+        // config never leaves a half-made data directory behind.
+        config.check().map_err(StartError::Config)?;
         let tls = TlsMaterial::load(&config.tls).map_err(StartError::Config)?;
         let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
             StartError::Config(format!(
@@ -505,10 +584,10 @@ impl NodeParts {
                 config.node.name
             )));
         }
+        let storage = open_storage(&config.node.data_dir)?;
         Ok(NodeParts {
             config,
-            kv: Arc::new(kv),
-            log_kv: Some(Arc::new(log)),
+            storage,
             tls,
             signer,
             clock: Clock::new(),

@@ -128,7 +128,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
     );
     for &n in &args.ledgers {
         let dir = root.join(format!("ledger-{n}"));
-        let kv = SledKv::open(&dir).map_err(anyhow::Error::msg)?;
+        let kv = SledKv::open(&dir).map_err(anyhow::Error::msg)?.kv;
         let ledger = Ledger::open(Store::new(Arc::new(kv)), false).map_err(anyhow::Error::msg)?;
         let started = Instant::now();
         let mut index = 1;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft::ChangeMembers;
 use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::note::NoteVerifier;
@@ -18,6 +18,7 @@ use crate::ledger::keys;
 use crate::ledger::snapshot::{LedgerSnapshot, SnapshotSource};
 use crate::node::NodeShared;
 use crate::raft::codec;
+use crate::raft::election::{self, PreVoteRequest};
 use crate::raft::network::{
     AppendReply, FinishReply, SnapshotBegin, SnapshotBeginReply, SnapshotFinish, VoteReply,
 };
@@ -77,7 +78,16 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append entries", &request.into_inner().data)?;
+        let leader_commit = rpc.leader_commit.map(|l| l.index);
         let result: AppendReply = self.shared.raft.append_entries(rpc).await;
+        if matches!(
+            result,
+            Ok(AppendEntriesResponse::Success
+                | AppendEntriesResponse::PartialSuccess(_)
+                | AppendEntriesResponse::Conflict)
+        ) {
+            self.shared.repair.heard_from_leader(leader_commit);
+        }
         reply("append entries reply", &result)
     }
 
@@ -86,8 +96,24 @@ impl pb::cluster_server::Cluster for ClusterService {
         request: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
         let rpc: VoteRequest<NodeId> = decode("vote", &request.into_inner().data)?;
+        if let Err(why) = self.shared.repair.check_vote(rpc.last_log_id.as_ref()) {
+            tracing::warn!(
+                candidate = rpc.vote.leader_id().voted_for().unwrap_or_default(),
+                "vote refused: {why}"
+            );
+            return Err(Status::failed_precondition(why));
+        }
         let result: VoteReply = self.shared.raft.vote(rpc).await;
         reply("vote reply", &result)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let rpc: PreVoteRequest = decode("pre-vote", &request.into_inner().data)?;
+        let answer = election::answer_pre_vote(&self.shared, &rpc).await;
+        reply("pre-vote reply", &answer)
     }
 
     async fn snapshot_begin(
@@ -207,8 +233,12 @@ impl pb::cluster_server::Cluster for ClusterService {
             .await
             .map_err(|e| e.to_string());
         *self.shared.snapshot_session.lock().await = None;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "snapshot install failed");
+        match &result {
+            Ok(_) => self
+                .shared
+                .repair
+                .heard_from_leader(finish.meta.last_log_id.map(|l| l.index)),
+            Err(e) => tracing::error!(error = %e, "snapshot install failed"),
         }
         reply("snapshot finish reply", &result)
     }
@@ -218,6 +248,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         request: Request<pb::CosignRequest>,
     ) -> Result<Response<pb::CosignResponse>, Status> {
         let text = request.into_inner().checkpoint;
+        self.shared
+            .repair
+            .check_cosign()
+            .map_err(Status::failed_precondition)?;
         let cp = Checkpoint::parse(&text)
             .map_err(|e| Status::invalid_argument(format!("checkpoint body: {e}")))?;
         let mut progress = self.shared.ledger.progress();

@@ -450,6 +450,9 @@ impl pb::ledger_server::Ledger for LedgerService {
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<u64> = membership.voter_ids().collect();
         let role = match metrics.state {
+            openraft::ServerState::Leader if shared.quorum_lease.is_lost() => {
+                "leader-without-quorum"
+            }
             openraft::ServerState::Leader => "leader",
             openraft::ServerState::Follower => "follower",
             openraft::ServerState::Candidate => "candidate",
@@ -486,6 +489,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 })
                 .collect(),
             corruption: shared.ledger.corruption().unwrap_or_default(),
+            repair: shared.repair.reason().unwrap_or_default(),
             origin: shared.ledger.origin().unwrap_or_default(),
         }))
     }

@@ -14,6 +14,9 @@ use crate::store::StoreError;
 pub const LEADER_METADATA: &str = "x-stateledger-leader";
 /// Metadata key carrying the leader's cluster address on an admin redirect.
 pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
+/// Metadata key carrying other members' public addresses (comma-separated) when this node cannot
+/// serve a write and knows no leader to redirect to.
+pub const TRY_METADATA: &str = "x-stateledger-try";
 /// Metadata key carrying existing leaf indexes on ALREADY_EXISTS.
 pub const EXISTING_METADATA: &str = "x-stateledger-existing";
 
@@ -32,6 +35,31 @@ pub fn not_leader(shared: &NodeShared) -> Status {
             }
             if let Ok(v) = MetadataValue::try_from(info.raft_addr.as_str()) {
                 status.metadata_mut().insert(LEADER_CLUSTER_METADATA, v);
+            }
+            status
+        }
+        _ if shared.quorum_lease.is_lost() => {
+            // CheckQuorum: this node leads in Raft but cannot commit; the others may have
+            // elected someone else. Say where else to go.
+            let others: Vec<String> = shared
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != shared.id)
+                .map(|(_, n)| n.public_addr.clone())
+                .filter(|a| !a.is_empty())
+                .collect();
+            let mut status = Status::unavailable(format!(
+                "this node ({}) has lost contact with a quorum and cannot commit writes; \
+                 try another node: {}",
+                shared.config.node.name,
+                others.join(", ")
+            ));
+            if let Ok(v) = MetadataValue::try_from(others.join(",")) {
+                status.metadata_mut().insert(TRY_METADATA, v);
             }
             status
         }

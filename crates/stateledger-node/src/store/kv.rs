@@ -18,16 +18,25 @@ pub enum Tree {
     Ledger,
     /// Leaves of a snapshot being received, before it is installed.
     Staging,
+    /// The node's own record of itself ([`crate::store::node_state`]): kept in both storages, so
+    /// that losing either one is noticed.
+    Node,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 4] = [Tree::Raft, Tree::Log, Tree::Ledger, Tree::Staging];
+    pub const ALL: [Tree; 5] = [
+        Tree::Raft,
+        Tree::Log,
+        Tree::Ledger,
+        Tree::Staging,
+        Tree::Node,
+    ];
 
     /// Whether a crash keeps each batch to this tree whole or not at all. Otherwise a crash may
     /// cut a batch, keeping a prefix of its operations in order: writers then put the entry
     /// that says a batch is complete (the ledger's metadata) last.
     pub fn batches_atomic(self) -> bool {
-        matches!(self, Tree::Raft | Tree::Log)
+        matches!(self, Tree::Raft | Tree::Log | Tree::Node)
     }
 
     pub fn name(self) -> &'static str {
@@ -36,6 +45,7 @@ impl Tree {
             Tree::Log => "log",
             Tree::Ledger => "ledger",
             Tree::Staging => "staging",
+            Tree::Node => "node",
         }
     }
 }
@@ -52,6 +62,9 @@ pub type KvBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 pub struct KvError {
     pub op: &'static str,
     pub reason: String,
+    /// The storage engine itself found its files damaged (or crashed on them): nothing it holds
+    /// can be trusted any more, so the node stops instead of serving from it.
+    pub engine_failure: bool,
 }
 
 impl KvError {
@@ -59,7 +72,20 @@ impl KvError {
         KvError {
             op,
             reason: reason.to_string(),
+            engine_failure: false,
         }
+    }
+
+    /// See [`KvError::engine_failure`].
+    pub fn engine(op: &'static str, reason: impl ToString) -> KvError {
+        KvError {
+            engine_failure: true,
+            ..KvError::new(op, reason)
+        }
+    }
+
+    pub fn is_engine_failure(&self) -> bool {
+        self.engine_failure
     }
 }
 

@@ -8,16 +8,19 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
 use tokio::sync::mpsc;
 
+use super::node_state::NodeStateHandle;
 use super::{Batch, Store, StoreError, Tree};
 use crate::raft::codec;
 use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-const VOTE_KEY: &[u8] = b"vote";
+/// Key of the vote in [`Tree::Raft`].
+pub(crate) const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const PURGED_KEY: &[u8] = b"purged";
 
@@ -39,8 +42,30 @@ pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     io_error(ErrorSubject::Logs, ErrorVerb::Write, &e)
 }
 
-fn index_key(index: u64) -> [u8; 8] {
+/// Key of a log entry in [`Tree::Log`].
+pub(crate) fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
+}
+
+/// The id of the last entry in the log, or of the last purged one when the log is empty
+/// (openraft's `last_log_id`).
+pub(crate) fn last_log_id(store: &Store) -> Result<Option<LogId>, StoreError> {
+    match store.last(Tree::Log, &index_key(0), &index_key(u64::MAX))? {
+        Some((k, v)) => codec::decode::<Entry>("log entry", &v)
+            .map(|e| Some(e.log_id))
+            .map_err(|e| StoreError::corrupt(Tree::Log, &k, e)),
+        None => read_purged(store),
+    }
+}
+
+/// The last purged log id, as stored.
+pub(crate) fn read_purged(store: &Store) -> Result<Option<LogId>, StoreError> {
+    match store.get(Tree::Raft, PURGED_KEY)? {
+        None => Ok(None),
+        Some(b) => codec::decode("purged log id", &b)
+            .map(Some)
+            .map_err(|e| StoreError::corrupt(Tree::Raft, PURGED_KEY, e)),
+    }
 }
 
 /// The Raft log and vote.
@@ -51,6 +76,8 @@ pub struct LogStore {
     /// Both paths fire the callback only after the sync; the choice only decides who waits.
     node_id: u64,
     syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    /// The node's record: every vote is copied there (both storages) before it counts.
+    node_state: Arc<NodeStateHandle>,
     /// Simulation only: see [`crate::known_bad::KnownBad::ack_log_before_sync`].
     #[cfg(madsim)]
     ack_before_sync: bool,
@@ -64,7 +91,7 @@ impl Debug for LogStore {
 
 impl LogStore {
     /// Creates the log store and starts its syncer task.
-    pub fn new(store: Store, node_id: u64) -> LogStore {
+    pub fn new(store: Store, node_id: u64, node_state: Arc<NodeStateHandle>) -> LogStore {
         let (tx, mut rx) = mpsc::unbounded_channel::<LogFlushed<TypeConfig>>();
         let sync_store = store.clone();
         tokio::spawn(async move {
@@ -91,6 +118,7 @@ impl LogStore {
             store,
             node_id,
             syncer: tx,
+            node_state,
             #[cfg(madsim)]
             ack_before_sync: false,
         }
@@ -166,15 +194,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.read_raft(PURGED_KEY, "purged log id")?;
-        let last = self
-            .store
-            .last(Tree::Log, &index_key(0), &index_key(u64::MAX))
-            .map_err(read_err)?;
-        let last_log_id = match last {
-            Some((k, v)) => Some(LogStore::decode_entry(&k, &v)?.log_id),
-            None => last_purged_log_id,
-        };
+        let last_purged_log_id: Option<LogId> = read_purged(&self.store).map_err(read_err)?;
+        let last_log_id = last_log_id(&self.store).map_err(read_err)?;
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -187,8 +208,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_raft(VOTE_KEY, "vote", vote)?;
-        self.store
-            .sync_log()
+        // The copy is written and both storages synced (the log's own vote with them) before
+        // openraft acts on the vote: losing the log then never loses a vote that was sent.
+        let vote = *vote;
+        self.node_state
+            .update(|s| s.vote = Some(vote))
             .await
             .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, &e))
     }

@@ -112,6 +112,11 @@ impl MemKv {
         self.sync_delay_nanos.store(nanos, Ordering::Relaxed);
     }
 
+    /// True when no tree holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.lock().current.values().all(BTreeMap::is_empty)
+    }
+
     /// Number of writes that a crash now would lose.
     pub fn unsynced_writes(&self) -> usize {
         self.lock().unsynced.len()

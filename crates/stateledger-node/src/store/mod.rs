@@ -1,18 +1,37 @@
-//! Storage: the key-value seam ([`kv`]), its two implementations, and [`Store`], which checksums
-//! every value it writes and verifies it on every read (sled is treated as untrusted: STACK.md).
+//! Storage: the key-value seam ([`kv`]), its implementations (sled for the ledger, the Raft log's
+//! own file [`wal`], [`MemKv`] in memory), and [`Store`], which checksums every value it writes
+//! and verifies it on every read (sled is treated as untrusted: it has lost and corrupted data).
 
 pub mod kv;
 pub mod log_store;
 pub mod mem_kv;
+pub mod node_state;
 #[cfg(not(madsim))]
 pub mod sled_kv;
-#[cfg(not(madsim))]
-pub mod wal_kv;
+pub mod wal;
 
 use std::sync::Arc;
 
 pub use kv::{Kv, KvBatch, KvError, KvPair, Tree};
 pub use mem_kv::MemKv;
+
+/// Creates `dir` and any missing parents readable by the owner only (mode 0700): a data
+/// directory holds the ledger and the node's keys.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Options that create files readable by the owner only (mode 0600).
+pub fn private_file_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.mode(0o600);
+    o
+}
 
 /// Bytes of checksum in front of every stored value.
 pub const CHECKSUM_LEN: usize = 8;
@@ -65,6 +84,16 @@ fn checksum(tree: Tree, key: &[u8], value: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut out = [0u8; CHECKSUM_LEN];
     out.copy_from_slice(&h.finalize().as_bytes()[..CHECKSUM_LEN]);
     out
+}
+
+/// A value as stored: its checksum, then the value.
+pub(crate) fn seal_value(tree: Tree, key: &[u8], value: &[u8]) -> Vec<u8> {
+    seal(tree, key, value)
+}
+
+/// A stored value checked against its checksum.
+pub(crate) fn open_value(tree: Tree, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    open(tree, key, stored)
 }
 
 fn seal(tree: Tree, key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -124,8 +153,9 @@ impl Batch {
 
 /// Checksummed access to the node's storage: the Raft trees ([`Tree::Raft`], [`Tree::Log`]) in
 /// one [`Kv`] and the ledger's trees in another. Production keeps the Raft log in its own file
-/// ([`wal_kv`]) and the ledger in sled; the simulation uses two [`MemKv`]s, synced apart the
-/// same way, and unit tests often one for both.
+/// ([`wal`]) and the ledger in sled; the simulation runs the same log code on simulated files and
+/// the ledger on a [`MemKv`], synced apart the same way; unit tests often use one [`MemKv`] for
+/// both.
 #[derive(Clone)]
 pub struct Store {
     kv: Arc<dyn Kv>,
@@ -152,10 +182,10 @@ impl Store {
         Store { kv, log }
     }
 
-    /// The storage that holds `tree`.
+    /// The storage that holds `tree` ([`Tree::Node`]: the log's copy).
     pub fn backend(&self, tree: Tree) -> &Arc<dyn Kv> {
         match tree {
-            Tree::Raft | Tree::Log => &self.log,
+            Tree::Raft | Tree::Log | Tree::Node => &self.log,
             Tree::Ledger | Tree::Staging => &self.kv,
         }
     }

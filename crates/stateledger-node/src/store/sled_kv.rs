@@ -12,7 +12,14 @@
 //! log reversion). To notice, every `sync` numbers itself: the number goes into sled before the
 //! flush and, once sled's data is durable, into the small file `synced` beside it. At open, sled
 //! must hold at least the number in `synced`; less means sled lost writes that were synced, and
-//! the store refuses to open ([`StoreError::LostWrites`]).
+//! the store refuses to open ([`StoreError::LostWrites`]). A missing `synced` file while sled
+//! holds a sync number means the guard itself was lost: the store opens, says so
+//! ([`SledOpen::marker_missing`]), and the next sync writes the file again.
+//!
+//! sled panics on some damage it finds while running ("tried to serialize Uninitialized"); every
+//! call into sled is made under `catch_unwind`, so that reaches the node as
+//! [`KvError::is_engine_failure`] (the node then stops with the corruption exit status) instead
+//! of a crash.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
@@ -47,40 +54,95 @@ impl std::fmt::Debug for SledKv {
     }
 }
 
+/// What [`SledKv::open`] found.
+#[derive(Debug)]
+pub struct SledOpen {
+    pub kv: SledKv,
+    /// sled holds a sync number but the `synced` file beside it is gone or empty: writes it had
+    /// synced may have been lost without a trace.
+    pub marker_missing: bool,
+    /// There was no database: a new one was made.
+    pub fresh: bool,
+}
+
+/// How long [`SledKv::open`] waits for sled's lock on its files. A process that just closed
+/// the same database (a test, `node repair`, a node restarted in place) releases it from sled's
+/// background threads a moment later; another process still using it holds it for good.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a call into sled, turning a panic inside sled into an engine failure.
+fn guarded<T>(op: &'static str, f: impl FnOnce() -> sled::Result<T>) -> Result<T, KvError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e @ sled::Error::Corruption { .. })) => Err(KvError::engine(op, e)),
+        Ok(Err(e)) => Err(KvError::new(op, e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(KvError::engine(op, format!("sled panicked: {what}")))
+        }
+    }
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, KvError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(256 * 1024 * 1024)
+        // We flush explicitly when durability is needed; no background timer.
+        .flush_every_ms(None);
+    let started = std::time::Instant::now();
+    loop {
+        match guarded("open sled", || config.open()) {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_error(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) if is_lock_error(&e) => {
+                return Err(KvError::new(
+                    "open sled",
+                    format!(
+                        "{}: {e}; is another node process using this data directory?",
+                        dir.display()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(KvError {
+                    reason: format!("{}: {}", dir.display(), e.reason),
+                    ..e
+                })
+            }
+        }
+    }
+}
+
+/// sled's refusal to open files another handle still locks.
+fn is_lock_error(e: &KvError) -> bool {
+    e.reason.contains("could not acquire lock")
+}
+
 impl SledKv {
-    /// Opens (or creates) the database in `dir`. Refuses with [`StoreError::LostWrites`] when
-    /// sled recovered less than had been synced (see the module comment).
-    pub fn open(dir: &Path) -> Result<SledKv, StoreError> {
-        std::fs::create_dir_all(dir)
+    /// Opens (or creates, mode 0700) the database in `dir`. Refuses with
+    /// [`StoreError::LostWrites`] when sled recovered less than had been synced (see the module
+    /// comment).
+    pub fn open(dir: &Path) -> Result<SledOpen, StoreError> {
+        let fresh = !dir.join("db").exists();
+        super::create_private_dir(dir)
             .map_err(|e| KvError::new("create data dir", format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(256 * 1024 * 1024)
-            // We flush explicitly when durability is needed; no background timer.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| KvError::new("open sled", format!("{}: {e}", dir.display())))?;
+        let db = open_db(dir)?;
         let trees = Tree::ALL
             .iter()
-            .map(|t| {
-                Ok((
-                    *t,
-                    db.open_tree(t.name())
-                        .map_err(|e| KvError::new("open tree", e))?,
-                ))
-            })
+            .map(|t| Ok((*t, guarded("open tree", || db.open_tree(t.name()))?)))
             .collect::<Result<Vec<_>, KvError>>()?;
         let data_path = dir.join("db");
         let data_file = File::open(&data_path)
             .map_err(|e| KvError::new("open data file", format!("{}: {e}", data_path.display())))?;
-        let sync_tree = db
-            .open_tree(SYNC_TREE)
-            .map_err(|e| KvError::new("open tree", e))?;
-        let recovered = match sync_tree
-            .get(SYNC_KEY)
-            .map_err(|e| KvError::new("get", e))?
-        {
+        let sync_tree = guarded("open tree", || db.open_tree(SYNC_TREE))?;
+        let recovered = match guarded("get", || sync_tree.get(SYNC_KEY))? {
             None => 0,
             Some(v) => u64::from_be_bytes(<[u8; 8]>::try_from(v.as_ref()).map_err(|_| {
                 StoreError::Corrupt {
@@ -91,7 +153,7 @@ impl SledKv {
             })?),
         };
         let synced_path = dir.join(SYNCED_FILE);
-        let synced_file = std::fs::OpenOptions::new()
+        let synced_file = super::private_file_options()
             .read(true)
             .write(true)
             .create(true)
@@ -101,9 +163,18 @@ impl SledKv {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut &synced_file, &mut bytes)
             .map_err(|e| KvError::new("read", format!("{}: {e}", synced_path.display())))?;
+        let marker_missing = bytes.is_empty() && recovered > 0;
+        if marker_missing {
+            tracing::error!(
+                file = %synced_path.display(),
+                sled_sync = recovered,
+                "the sync number file is missing or empty although sled has been synced: \
+                 lost synced writes cannot be ruled out"
+            );
+        }
         let synced = match <[u8; 8]>::try_from(bytes.as_slice()) {
             Ok(b) => u64::from_be_bytes(b),
-            Err(_) if bytes.is_empty() => 0, // a new store, or one from before sync numbers
+            Err(_) if bytes.is_empty() => 0,
             Err(_) => {
                 return Err(StoreError::LostWrites {
                     path: synced_path.display().to_string(),
@@ -127,13 +198,17 @@ impl SledKv {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| KvError::new("fsync data dir", e))?;
-        Ok(SledKv {
-            db,
-            trees: Arc::new(trees),
-            data_file: Arc::new(data_file),
-            synced: Arc::new(Mutex::new((synced_file, recovered))),
-            sync_tree,
-            path: dir.to_path_buf(),
+        Ok(SledOpen {
+            kv: SledKv {
+                db,
+                trees: Arc::new(trees),
+                data_file: Arc::new(data_file),
+                synced: Arc::new(Mutex::new((synced_file, recovered))),
+                sync_tree,
+                path: dir.to_path_buf(),
+            },
+            marker_missing,
+            fresh,
         })
     }
 
@@ -151,10 +226,10 @@ impl SledKv {
     pub fn sync_blocking(&self) -> Result<(), KvError> {
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         let number = synced.1 + 1;
-        self.sync_tree
-            .insert(SYNC_KEY, &number.to_be_bytes())
-            .map_err(|e| KvError::new("write", e))?;
-        self.db.flush().map_err(|e| KvError::new("flush", e))?;
+        guarded("write", || {
+            self.sync_tree.insert(SYNC_KEY, &number.to_be_bytes())
+        })?;
+        guarded("flush", || self.db.flush())?;
         self.data_file
             .sync_data()
             .map_err(|e| KvError::new("fdatasync", e))?;
@@ -171,10 +246,7 @@ impl SledKv {
 
 impl Kv for SledKv {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.tree(tree)
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| KvError::new("get", e))
+        guarded("get", || self.tree(tree).get(key)).map(|v| v.map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -184,23 +256,23 @@ impl Kv for SledKv {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<KvPair>, KvError> {
-        self.tree(tree)
-            .range(start..end)
-            .take(limit)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| KvError::new("scan", e))
-            })
-            .collect()
+        guarded("scan", || {
+            self.tree(tree)
+                .range(start..end)
+                .take(limit)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect()
+        })
     }
 
     fn last(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<Option<KvPair>, KvError> {
-        self.tree(tree)
-            .range(start..end)
-            .next_back()
-            .transpose()
-            .map(|o| o.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .map_err(|e| KvError::new("scan", e))
+        guarded("scan", || {
+            self.tree(tree)
+                .range(start..end)
+                .next_back()
+                .transpose()
+                .map(|o| o.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        })
     }
 
     fn write(&self, tree: Tree, batch: KvBatch) -> Result<(), KvError> {
@@ -210,11 +282,10 @@ impl Kv for SledKv {
             // sync_file_range on its I/O threads) every time.
             let t = self.tree(tree);
             for (k, v) in batch {
-                match v {
+                guarded("write", || match v {
                     Some(v) => t.insert(k, v).map(drop),
                     None => t.remove(k).map(drop),
-                }
-                .map_err(|e| KvError::new("write", e))?;
+                })?;
             }
             return Ok(());
         }
@@ -225,15 +296,11 @@ impl Kv for SledKv {
                 None => b.remove(k),
             }
         }
-        self.tree(tree)
-            .apply_batch(b)
-            .map_err(|e| KvError::new("write", e))
+        guarded("write", || self.tree(tree).apply_batch(b))
     }
 
     fn clear(&self, tree: Tree) -> Result<(), KvError> {
-        self.tree(tree)
-            .clear()
-            .map_err(|e| KvError::new("clear", e))
+        guarded("clear", || self.tree(tree).clear())
     }
 
     fn sync(&self) -> SyncFuture<'_> {
@@ -255,13 +322,13 @@ mod tests {
     fn reopening_after_syncs_keeps_the_data_and_the_sync_count() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let kv = SledKv::open(dir.path()).expect("opens");
+            let kv = SledKv::open(dir.path()).expect("opens").kv;
             for i in 0..3u8 {
                 put(&kv, &[i], b"value");
                 kv.sync_blocking().expect("sync");
             }
         }
-        let kv = SledKv::open(dir.path()).expect("reopens");
+        let kv = SledKv::open(dir.path()).expect("reopens").kv;
         assert_eq!(
             kv.get(Tree::Ledger, &[2]).expect("get"),
             Some(b"value".to_vec())
@@ -277,7 +344,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let marker = b"a value that appears once in the data file";
         {
-            let kv = SledKv::open(dir.path()).expect("opens");
+            let kv = SledKv::open(dir.path()).expect("opens").kv;
             put(&kv, b"k", marker);
             kv.sync_blocking().expect("sync");
             for i in 0..3u8 {
@@ -305,7 +372,7 @@ mod tests {
     #[test]
     fn a_damaged_sync_number_file_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
-        drop(SledKv::open(dir.path()).expect("opens"));
+        drop(SledKv::open(dir.path()).expect("opens").kv);
         std::fs::write(dir.path().join(SYNCED_FILE), b"123").expect("write");
         assert!(matches!(
             SledKv::open(dir.path()),
