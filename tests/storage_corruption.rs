@@ -4,7 +4,8 @@
 //!
 //! (a) a byte flipped inside sled's data file where a stored leaf lies (found by its bytes) —
 //!     sled's own log checksums catch it: the node must refuse to start;
-//! (b) the stored block of leaves holding the marked leaf rewritten offline through `SledKv`
+//! (b) the stored value holding the marked leaf (its block, or the leaf alone while its block is
+//!     open) rewritten offline through `SledKv`
 //!     with one byte changed, bypassing the node's checksum — the start-up check (which always
 //!     reads every leaf) finds it: exit code 3, naming the key;
 //! (c) an older published checkpoint rewritten the same way, with `verify_on_start = false`:
@@ -58,18 +59,25 @@ fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-/// Rewrites the stored block holding leaf `index` with one byte of that leaf's record changed,
-/// through sled directly (the node's checksum in front of the value is left as it was).
-/// Returns the described key.
+/// Rewrites the stored value holding leaf `index` (its full block, or the leaf on its own while
+/// its block is open) with one byte of that leaf's record changed, through sled directly (the
+/// node's checksum in front of the value is left as it was). Returns the described key.
 fn corrupt_leaf_value(data_dir: &Path, index: u64, leaf_bytes: &[u8]) -> String {
     let kv = SledKv::open(data_dir)
         .expect("the stopped node's sled opens")
         .kv;
-    let key = keys::block(index / BLOCK_LEAVES);
-    let mut stored = kv
-        .get(Tree::Ledger, &key)
-        .expect("sled reads")
-        .expect("the leaf's block is stored");
+    let block = keys::block(index / BLOCK_LEAVES);
+    let (key, mut stored) = match kv.get(Tree::Ledger, &block).expect("sled reads") {
+        Some(v) => (block, v),
+        None => {
+            let key = keys::open_leaf(index);
+            let v = kv
+                .get(Tree::Ledger, &key)
+                .expect("sled reads")
+                .expect("the leaf is stored");
+            (key, v)
+        }
+    };
     let at = find_all(&stored, leaf_bytes);
     assert_eq!(at.len(), 1, "the leaf is in its block once");
     // Inside the record bytes, after the 126-byte leaf header.

@@ -270,6 +270,7 @@ fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
             ..RaftSection::default()
         },
         limits: LimitsSection::default(),
+        storage: Default::default(),
     }
 }
 
@@ -314,6 +315,7 @@ impl Cluster {
                             ledger_fresh: kv.is_empty(),
                             log_fresh: log.fresh,
                             ledger_findings: Vec::new(),
+                            disk: log_dir.clone(),
                         });
                     let parts = storage.map(|storage| NodeParts {
                         config: config.clone(),
@@ -342,9 +344,12 @@ impl Cluster {
                             Ok(node) => {
                                 slot.lock().unwrap_or_else(|p| p.into_inner()).running =
                                     Running::Up(node.shared.clone());
-                                // The node lives as long as this task: a crash drops both.
-                                std::future::pending::<()>().await;
-                                drop(node);
+                                // The node lives as long as this task: a crash drops both. A
+                                // node that must stop (as `node run` exits) stops here too.
+                                let fatal = node.fatal().await;
+                                slot.lock().unwrap_or_else(|p| p.into_inner()).running =
+                                    Running::Failed(fatal.reason);
+                                node.shutdown().await;
                             }
                             Err(e) => {
                                 slot.lock().unwrap_or_else(|p| p.into_inner()).running =

@@ -36,6 +36,8 @@ const LOG_TAIL_LINES: usize = 40;
 pub struct TestCluster {
     nodes: BTreeMap<u64, NodeProcess>,
     base_port: u16,
+    /// With [`TestCluster::with_hosts`]: node `id` is host `127.0.<net>.<id>`.
+    net: Option<u8>,
     initial: u64,
     ca_pem: String,
     channels: Mutex<HashMap<String, Channel>>,
@@ -83,6 +85,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             nodes: BTreeMap::new(),
             base_port,
+            net: None,
             initial: nodes,
             ca_pem,
             channels: Mutex::new(HashMap::new()),
@@ -92,6 +95,63 @@ impl TestCluster {
             cluster.track(id);
         }
         cluster
+    }
+
+    /// [`TestCluster::new`], but each node is its own host: it listens on `127.0.<net>.<id>`
+    /// (its own loopback address, in its certificate) and connects to the others from there, so
+    /// that a [`super::partition::Partition`] can cut nodes apart while clients (from
+    /// 127.0.0.1) still reach every node.
+    pub fn with_hosts(nodes: u64) -> TestCluster {
+        let mut cluster = TestCluster::new(nodes);
+        cluster.net = Some(((cluster.base_port / 200) % 250 + 1) as u8);
+        for id in 1..=nodes {
+            cluster.rehost(id);
+        }
+        cluster.edit_config(1, |c| {
+            for m in &mut c.cluster.initial_members {
+                m.public_addr = format!(
+                    "{}:{}",
+                    host_of(m.public_addr.as_str(), cluster.net, m.id),
+                    port_of(&m.public_addr)
+                );
+                m.cluster_addr = format!(
+                    "{}:{}",
+                    host_of(m.cluster_addr.as_str(), cluster.net, m.id),
+                    port_of(&m.cluster_addr)
+                );
+            }
+        });
+        cluster
+    }
+
+    /// Moves node `id` onto its own host address (config and certificate).
+    fn rehost(&self, id: u64) {
+        let host = self.host(id);
+        self.edit_config(id, |c| {
+            c.node.public_listen = format!("{host}:{}", port_of(&c.node.public_listen));
+            c.node.cluster_listen = format!("{host}:{}", port_of(&c.node.cluster_listen));
+        });
+        let dir = self.dir();
+        let ca_key = std::fs::read_to_string(dir.join("ca.key.pem")).expect("dev wrote the CA key");
+        let ca =
+            stateledger_node::tls::dev_ca::DevCa::from_key_pem(&ca_key).expect("the CA key parses");
+        let name = format!("node-{id}");
+        let (cert, key) = ca
+            .issue(
+                &name,
+                &["localhost".to_string(), "127.0.0.1".to_string(), host],
+            )
+            .expect("the CA issues a node certificate");
+        std::fs::write(dir.join(format!("{name}.pem")), cert).expect("write the certificate");
+        std::fs::write(dir.join(format!("{name}.key.pem")), key).expect("write the key");
+    }
+
+    /// Node `id`'s host address (127.0.0.1 unless made [`TestCluster::with_hosts`]).
+    pub fn host(&self, id: u64) -> String {
+        match self.net {
+            Some(net) => format!("127.0.{net}.{id}"),
+            None => "127.0.0.1".into(),
+        }
     }
 
     fn track(&mut self, id: u64) {
@@ -149,8 +209,13 @@ impl TestCluster {
 
     /// Writes material for one more node with `stateledger_node::dev::add_node` (not started).
     pub fn add_node(&mut self, id: u64) -> DevNode {
-        let node = stateledger_node::dev::add_node(&self.dir(), id, self.base_port)
+        let mut node = stateledger_node::dev::add_node(&self.dir(), id, self.base_port)
             .expect("dev::add_node writes the node's material");
+        if self.net.is_some() {
+            self.rehost(id);
+            node.member.public_addr = self.public_addr(id);
+            node.member.cluster_addr = self.cluster_addr(id);
+        }
         self.track(id);
         node
     }
@@ -170,11 +235,19 @@ impl TestCluster {
     }
 
     pub fn public_addr(&self, id: u64) -> String {
-        format!("127.0.0.1:{}", self.base_port + id as u16)
+        format!("{}:{}", self.host(id), self.base_port + id as u16)
     }
 
     pub fn cluster_addr(&self, id: u64) -> String {
-        format!("127.0.0.1:{}", self.base_port + 100 + id as u16)
+        format!("{}:{}", self.host(id), self.base_port + 100 + id as u16)
+    }
+
+    /// Node `id`'s cluster address as a partition needs it.
+    pub fn cluster_endpoint(&self, id: u64) -> super::partition::Endpoint {
+        super::partition::Endpoint {
+            host: self.host(id),
+            port: self.base_port + 100 + id as u16,
+        }
     }
 
     pub fn ca_pem(&self) -> &str {
@@ -434,6 +507,18 @@ impl Drop for TestCluster {
                 eprintln!("keeping {}", dir.keep().display());
             }
         }
+    }
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(_, p)| p)
+}
+
+/// The host of member `id` once every node is its own host.
+fn host_of(_old: &str, net: Option<u8>, id: u64) -> String {
+    match net {
+        Some(net) => format!("127.0.{net}.{id}"),
+        None => "127.0.0.1".into(),
     }
 }
 

@@ -5,18 +5,22 @@
 //!
 //! - [`binary`] finds (and if needed builds) the `stateledger` executable;
 //! - [`ports`] picks free loopback port ranges;
+//! - [`partition`] cuts nodes apart with iptables rules (root only), removed on drop;
 //! - [`process`] runs one node process and kills it on drop;
 //! - [`cluster`] is a dev cluster in a temporary directory: configs, nodes, clients, status;
 //! - [`records`] builds and signs records;
 //! - [`rpc`] makes raw gRPC calls (per-node clients, a raw-bytes codec);
+//! - [`tmpfs`] gives a node a small disk of its own (root only), to fill it for real;
 //! - [`wait`] polls a condition until a deadline (tests await conditions, never fixed sleeps);
 //! - [`writer`] is a background task that keeps submitting records and remembers every ack.
 
 pub mod binary;
 pub mod cluster;
+pub mod partition;
 pub mod ports;
 pub mod process;
 pub mod records;
 pub mod rpc;
+pub mod tmpfs;
 pub mod wait;
 pub mod writer;

@@ -151,15 +151,21 @@ pub fn leader_hint(status: &tonic::Status) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Whether a failure is worth retrying on the same or another node.
+/// Whether a failure is worth retrying on the same or another node. A full disk is not: it
+/// lasts until someone frees space.
 pub fn retryable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Unknown
-            | tonic::Code::Aborted
-            | tonic::Code::ResourceExhausted
-            | tonic::Code::Cancelled
-    )
+    let disk = status
+        .metadata()
+        .get(stateledger_proto::metadata::REASON)
+        .is_some_and(|v| v == stateledger_proto::metadata::REASON_DISK_SPACE);
+    !disk
+        && matches!(
+            status.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown
+                | tonic::Code::Aborted
+                | tonic::Code::ResourceExhausted
+                | tonic::Code::Cancelled
+        )
 }

@@ -12,6 +12,8 @@ pub struct NodeConfig {
     pub tls: TlsSection,
     pub cluster: ClusterSection,
     #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
     pub raft: RaftSection,
     #[serde(default)]
     pub limits: LimitsSection,
@@ -103,6 +105,33 @@ impl Default for RaftSection {
             election_timeout_max_ms: 800,
             snapshot_every_entries: 5000,
             logs_kept_after_snapshot: 1000,
+        }
+    }
+}
+
+/// Background checks of stored data, and the disk space alarm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Background scrubbing: bytes of stored data re-read and checked per second (0: off).
+    pub scrub_bytes_per_second: u64,
+    /// Pause between two scrub passes.
+    pub scrub_pause_ms: u64,
+    /// Writes are refused (RESOURCE_EXHAUSTED) while the data directory's file system has less
+    /// free space than this, so that Raft (votes, heartbeats, the checkpoints' bookkeeping) never
+    /// meets a full disk. 0: 5% of the file system, at least 4 MiB and at most 1 GiB.
+    pub disk_reserve_bytes: u64,
+    /// How often free space is checked.
+    pub disk_check_ms: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> StorageSection {
+        StorageSection {
+            scrub_bytes_per_second: 8 << 20,
+            scrub_pause_ms: 10_000,
+            disk_reserve_bytes: 0,
+            disk_check_ms: 500,
         }
     }
 }

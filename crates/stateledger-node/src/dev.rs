@@ -204,6 +204,7 @@ fn write_node(
         },
         raft: RaftSection::default(),
         limits: LimitsSection::default(),
+        storage: Default::default(),
     };
     let text = toml::to_string_pretty(&config).map_err(|e| e.to_string())?;
     let config_path = dir.join(format!("{name}.toml"));

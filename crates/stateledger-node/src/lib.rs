@@ -20,7 +20,9 @@ pub mod node;
 pub mod raft;
 pub mod recovery;
 pub mod repair;
+pub mod scrub;
 pub mod sigcheck;
+pub mod space;
 pub mod store;
 pub mod tls;
 #[cfg(not(madsim))]

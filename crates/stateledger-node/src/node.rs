@@ -26,6 +26,14 @@ use crate::store::node_state::NodeStateHandle;
 use crate::store::StoreError;
 use crate::tls::TlsMaterial;
 
+/// Why a running node must stop (its storage engine failed, or Raft stopped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fatal {
+    pub reason: String,
+    /// Stored data is corrupt: `stateledger node run` exits with its corruption status (3).
+    pub corrupt: bool,
+}
+
 /// A cosigned checkpoint known to this node (the freshest one it can prove against).
 #[derive(Clone, Debug)]
 pub struct KnownCheckpoint {
@@ -57,6 +65,16 @@ pub struct NodeShared {
     pub quorum_lease: crate::raft::election::QuorumLease,
     /// The node's own record (identity, vote copy, repair flag), in both storages.
     pub node_state: Arc<NodeStateHandle>,
+    /// The Raft log file (scrubbed in the background).
+    pub wal: crate::store::wal::WalKv,
+    /// What background scrubbing has done.
+    pub scrub: crate::scrub::ScrubStats,
+    /// The disk space alarm, this node's and (as leader) the others'.
+    pub space: crate::space::SpaceAlarm,
+    /// Where the free space is measured.
+    pub disk: Arc<dyn crate::space::DiskSpace>,
+    /// Set once when the node must stop ([`NodeHandle::fatal`]).
+    pub fatal: watch::Sender<Option<Fatal>>,
 }
 
 impl std::fmt::Debug for NodeShared {
@@ -86,6 +104,19 @@ impl NodeShared {
     /// as the leader toward clients and cosigners.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.id) && !self.quorum_lease.is_lost()
+    }
+
+    /// Stops the node: the first reason given is kept, logged, and reported by
+    /// [`NodeHandle::fatal`].
+    pub fn fail(&self, reason: String, corrupt: bool) {
+        self.fatal.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            tracing::error!(reason = %reason, corrupt, "this node stops");
+            *current = Some(Fatal { reason, corrupt });
+            true
+        });
     }
 
     /// Offers a cosigned checkpoint; kept if it is newer than the one held.
@@ -250,7 +281,14 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     #[cfg(madsim)]
     let log_store = log_store.with_known_bad(known_bad);
     let state_machine = LedgerStateMachine::new(ledger.clone());
-    let connector = ClusterConnector::new(tls.clone());
+    let local_ip = config
+        .node
+        .cluster_listen
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let connector = ClusterConnector::new(tls.clone(), local_ip);
     let raft = Raft::new(
         config.node.id,
         raft_config(&config)?,
@@ -285,6 +323,11 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         ),
         node_state: recovered.node_state,
         quorum_lease: Default::default(),
+        fatal: watch::channel(None).0,
+        wal: recovered.wal,
+        scrub: Default::default(),
+        space: Default::default(),
+        disk: recovered.disk,
     });
     if let Some(note) = ledger.published_checkpoint() {
         if let Some(known) = parse_known(&note) {
@@ -347,6 +390,18 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shared.clone(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(watch_fatal(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::scrub::run(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::space::run(
+        shared.clone(),
+        shutdown_rx.clone(),
+    )));
 
     Ok(NodeHandle {
         shared,
@@ -355,6 +410,44 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shutdown,
         tasks,
     })
+}
+
+/// How often the fatal watcher looks at the storage engine (Raft's state wakes it at once).
+const FATAL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Stops the node when Raft stops on its own (a storage error, a panic in its core) or the
+/// storage engine failed: a node whose Raft is gone must not keep serving an old state.
+async fn watch_fatal(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
+    let mut metrics = shared.raft.metrics();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = &metrics.borrow_and_update().running_state {
+            let reason = format!("Raft stopped: {e}");
+            let corrupt = shared.ledger.corruption().is_some() || reason.contains("corrupt");
+            shared.fail(reason, corrupt);
+            return;
+        }
+        if shared.ledger.engine_failed() {
+            let reason = shared
+                .ledger
+                .corruption()
+                .unwrap_or_else(|| "the storage engine failed".into());
+            shared.fail(reason, true);
+            return;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() {
+                if !*shutdown.borrow() {
+                    shared.fail("Raft stopped".into(), false);
+                }
+                return;
+            },
+            _ = tokio::time::sleep(FATAL_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Parses a checkpoint note into a [`KnownCheckpoint`].
@@ -490,10 +583,27 @@ async fn serve(
 }
 
 impl NodeHandle {
+    /// Resolves when the node must stop ([`NodeShared::fail`]), with why.
+    pub async fn fatal(&self) -> Fatal {
+        let mut rx = self.shared.fatal.subscribe();
+        loop {
+            if let Some(f) = rx.borrow_and_update().clone() {
+                return f;
+            }
+            if rx.changed().await.is_err() {
+                return Fatal {
+                    reason: "the node stopped".into(),
+                    corrupt: false,
+                };
+            }
+        }
+    }
+
     /// Stops Raft and the listeners and waits for the background tasks.
     pub async fn shutdown(self) {
-        let _ = self.shared.raft.shutdown().await;
+        // Tasks learn of the shutdown before Raft stops, so none takes it for a failure.
         let _ = self.shutdown.send(true);
+        let _ = self.shared.raft.shutdown().await;
         for t in self.tasks {
             t.abort();
             let _ = t.await;
@@ -537,6 +647,7 @@ pub fn open_storage(data_dir: &std::path::Path) -> Result<NodeStorage, StartErro
         ledger_fresh: sled.fresh,
         log_fresh: log.fresh,
         ledger_findings,
+        disk: Arc::new(crate::space::FileSystem(data_dir.to_path_buf())),
     })
 }
 

@@ -49,6 +49,8 @@ pub struct NodeStorage {
     pub log_fresh: bool,
     /// What opening the ledger storage found wrong (e.g. its sync number file missing).
     pub ledger_findings: Vec<String>,
+    /// The free space of the file system holding them (for the disk space alarm).
+    pub disk: Arc<dyn crate::space::DiskSpace>,
 }
 
 impl std::fmt::Debug for NodeStorage {
@@ -61,6 +63,9 @@ impl std::fmt::Debug for NodeStorage {
 #[derive(Debug)]
 pub struct Recovered {
     pub store: Store,
+    pub disk: Arc<dyn crate::space::DiskSpace>,
+    /// The Raft log file (also inside `store`), for scrubbing.
+    pub wal: WalKv,
     pub ledger: Arc<Ledger>,
     pub node_state: Arc<NodeStateHandle>,
     /// Set when the node repairs (this start found lost state, or an earlier one did).
@@ -118,6 +123,7 @@ pub async fn recover(
         ledger_fresh,
         log_fresh,
         ledger_findings,
+        disk,
     } = storage;
     let name = &config.node.name;
     let log_kv: Arc<dyn Kv> = Arc::new(log.clone());
@@ -304,6 +310,8 @@ pub async fn recover(
     }
     Ok(Recovered {
         store,
+        disk,
+        wal: log,
         ledger,
         node_state,
         repair,
@@ -335,4 +343,118 @@ fn ledger_ahead_of_log(store: &Store, ledger: &Ledger) -> Result<Option<String>,
         applied.index,
         reached.map_or("nothing".into(), |r| r.to_string())
     )))
+}
+
+/// What [`repair_data_dir`] did.
+#[cfg(not(madsim))]
+#[derive(Debug)]
+pub struct RepairReport {
+    /// Where the old storage went (kept as evidence; never removed by the node).
+    pub quarantine: std::path::PathBuf,
+    /// The vote carried over to the new storage.
+    pub vote: Option<Vote>,
+    /// Why the vote could not be read, when it could not.
+    pub vote_unknown: Option<String>,
+}
+
+/// `stateledger node repair`: moves a (stopped) node's ledger and Raft log aside into
+/// `<data_dir>/quarantine-<unix seconds>/`, and makes new, empty storage that keeps the node's
+/// identity and vote and is marked repairing. Started again, the node copies the ledger from the
+/// cluster and votes once it has caught up (docs/OPERATIONS.md, "Repairing a node").
+#[cfg(not(madsim))]
+pub fn repair_data_dir(config: &NodeConfig, why: &str) -> Result<RepairReport, StartError> {
+    let dir = &config.node.data_dir;
+    if !dir.exists() {
+        return Err(StartError::Config(format!(
+            "the data directory {} does not exist: there is nothing to repair (a new node starts \
+             with `stateledger node run`)",
+            dir.display()
+        )));
+    }
+    let io = |op: &'static str, e: std::io::Error| {
+        StartError::Store(StoreError::Kv(crate::store::KvError::new(
+            op,
+            format!("{}: {e}", dir.display()),
+        )))
+    };
+    // Read what survives of the node's record and vote, without changing anything yet.
+    let mut votes = Vec::new();
+    let mut problems = Vec::new();
+    match crate::store::sled_kv::SledKv::open(dir) {
+        Ok(s) => match node_state::read(&s.kv) {
+            Copy::Present(st) => votes.push(st.vote),
+            Copy::Absent => problems.push("the ledger has no node record".to_string()),
+            Copy::Unreadable(e) => problems.push(format!("the ledger's node record: {e}")),
+        },
+        Err(StoreError::Kv(k)) if k.reason.contains("another node process") => {
+            return Err(StartError::Config(format!(
+                "{}; stop the node before repairing it",
+                k.reason
+            )))
+        }
+        Err(e) => problems.push(format!("the ledger cannot be opened: {e}")),
+    }
+    match WalKv::open_dir(dir) {
+        Ok(w) => {
+            let store = Store::new(Arc::new(w.kv.clone()));
+            votes.push(read_vote(&store).ok().flatten());
+            match node_state::read(&w.kv) {
+                Copy::Present(st) => votes.push(st.vote),
+                Copy::Absent => problems.push("the Raft log has no node record".to_string()),
+                Copy::Unreadable(e) => problems.push(format!("the Raft log's node record: {e}")),
+            }
+        }
+        Err(e) => problems.push(format!("the Raft log cannot be opened: {e}")),
+    }
+    let vote = votes.into_iter().fold(None, newest_vote);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let quarantine = dir.join(format!("quarantine-{stamp}"));
+    crate::store::create_private_dir(&quarantine).map_err(|e| io("create quarantine", e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| io("list data dir", e))? {
+        let entry = entry.map_err(|e| io("list data dir", e))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("quarantine-") {
+            continue;
+        }
+        std::fs::rename(entry.path(), quarantine.join(&name))
+            .map_err(|e| io("move into quarantine", e))?;
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("fsync data dir", e))?;
+    // New, empty storage holding the record: repairing, with the vote carried over.
+    let sled = crate::store::sled_kv::SledKv::open(dir)
+        .map_err(StartError::Store)?
+        .kv;
+    let log = WalKv::open_dir(dir).map_err(StartError::Store)?.kv;
+    let mut state = NodeState::new(config.node.id, &config.cluster.origin);
+    state.sequence = 1;
+    state.vote = vote;
+    state.repair = Some(Repair {
+        reason: format!("an operator ran `stateledger node repair`: {why}"),
+        new_node: false,
+        since_ms: stamp * 1000,
+    });
+    node_state::write(&sled, &state).map_err(StartError::Store)?;
+    sled.sync_blocking()
+        .map_err(|e| StartError::Store(e.into()))?;
+    let store = Store::new(Arc::new(log.clone()));
+    if let Some(v) = vote {
+        let mut b = Batch::new(Tree::Raft);
+        b.put(
+            VOTE_KEY.to_vec(),
+            &codec::encode("vote", &v).map_err(|e| StartError::Raft(e.to_string()))?,
+        );
+        store.write(b).map_err(StartError::Store)?;
+    }
+    node_state::write(&log, &state).map_err(StartError::Store)?;
+    log.sync_blocking()
+        .map_err(|e| StartError::Store(e.into()))?;
+    Ok(RepairReport {
+        quarantine,
+        vote,
+        vote_unknown: (vote.is_none() && !problems.is_empty()).then(|| problems.join("; ")),
+    })
 }

@@ -129,6 +129,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalescing<T> {
 pub async fn connect(
     uri: tonic::transport::Uri,
 ) -> io::Result<hyper_util::rt::TokioIo<Coalescing<tokio::net::TcpStream>>> {
+    connect_from(None, uri).await
+}
+
+/// [`connect`], from `local` when given: a node's connections to other nodes leave from the
+/// address it listens on for them, so that a firewall (or a test's partition) can tell the nodes
+/// apart. If that address cannot be bound (not on this host), the system picks one.
+pub async fn connect_from(
+    local: Option<std::net::IpAddr>,
+    uri: tonic::transport::Uri,
+) -> io::Result<hyper_util::rt::TokioIo<Coalescing<tokio::net::TcpStream>>> {
     let host = uri
         .host()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no host in {uri}")))?;
@@ -137,7 +147,31 @@ pub async fn connect(
     let port = uri
         .port_u16()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no port in {uri}")))?;
-    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    let tcp = match local {
+        None => tokio::net::TcpStream::connect((host, port)).await?,
+        Some(ip) => {
+            let target = tokio::net::lookup_host((host, port))
+                .await?
+                .find(|a| a.is_ipv4() == ip.is_ipv4())
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        format!("{host} has no address of the family of {ip}"),
+                    )
+                })?;
+            let socket = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if let Err(e) = socket.bind(std::net::SocketAddr::new(ip, 0)) {
+                tracing::debug!(local = %ip, error = %e, "cannot connect from the listen address");
+                tokio::net::TcpStream::connect(target).await?
+            } else {
+                socket.connect(target).await?
+            }
+        }
+    };
     tcp.set_nodelay(true)?;
     Ok(hyper_util::rt::TokioIo::new(Coalescing::new(tcp)))
 }

@@ -19,6 +19,16 @@ pub mod base64_bytes {
     }
 }
 
+/// gRPC metadata keys the node sets on its answers and the client reads.
+pub mod metadata {
+    /// Why a request was refused, when the status code alone does not say what to do:
+    /// [`REASON_DISK_SPACE`].
+    pub const REASON: &str = "x-stateledger-reason";
+    /// RESOURCE_EXHAUSTED because a voter's disk is short: retrying soon does not help, freeing
+    /// space does.
+    pub const REASON_DISK_SPACE: &str = "disk-space";
+}
+
 /// `package stateledger.v1`. Record messages (record.proto) also have a JSON form through serde:
 /// field names as in the proto, bytes as base64, a body as `{"code": {...}}`, missing fields
 /// default, unknown fields rejected.

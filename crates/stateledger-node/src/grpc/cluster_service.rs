@@ -243,6 +243,13 @@ impl pb::cluster_server::Cluster for ClusterService {
         reply("snapshot finish reply", &result)
     }
 
+    async fn health(
+        &self,
+        _request: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        Ok(Response::new(crate::space::health(&self.shared)))
+    }
+
     async fn cosign(
         &self,
         request: Request<pb::CosignRequest>,

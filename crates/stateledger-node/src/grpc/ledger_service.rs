@@ -207,6 +207,27 @@ impl pb::ledger_server::Ledger for LedgerService {
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
         }
+        let voters: Vec<u64> = self
+            .shared
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if let Some(why) = self.shared.space.write_refusal(&voters) {
+            let mut status = Status::resource_exhausted(format!(
+                "{why}: writes are refused until space is freed (reads go on); nothing was appended"
+            ));
+            status.metadata_mut().insert(
+                stateledger_proto::metadata::REASON,
+                tonic::metadata::MetadataValue::from_static(
+                    stateledger_proto::metadata::REASON_DISK_SPACE,
+                ),
+            );
+            return Err(status);
+        }
         let mut group = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             if r.record.len() > RECORD_BYTES_MAX {
@@ -490,6 +511,13 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .collect(),
             corruption: shared.ledger.corruption().unwrap_or_default(),
             repair: shared.repair.reason().unwrap_or_default(),
+            scrub_passes: shared.scrub.passes(),
+            scrub_bytes: shared.scrub.bytes(),
+            scrub_last_pass_unix_ms: shared.scrub.last_pass_unix_ms(),
+            scrub_problems: shared.scrub.problems(),
+            disk_free_bytes: shared.space.measurement().free,
+            disk_reserve_bytes: shared.space.measurement().reserve,
+            disk_alarm: shared.space.write_refusal(&voters).unwrap_or_default(),
             origin: shared.ledger.origin().unwrap_or_default(),
         }))
     }

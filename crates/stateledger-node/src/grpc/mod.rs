@@ -81,6 +81,9 @@ pub fn read_status(e: ReadError) -> Status {
         ReadError::Store(s @ StoreError::Corrupt { .. }) => {
             Status::data_loss(format!("{s}; this node refuses to serve it"))
         }
+        ReadError::Store(s @ StoreError::Kv(_)) if matches!(&s, StoreError::Kv(k) if k.is_engine_failure()) => {
+            Status::data_loss(format!("{s}; this node stops"))
+        }
         ReadError::Store(s) => Status::internal(s.to_string()),
     }
 }

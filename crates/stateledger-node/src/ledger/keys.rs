@@ -3,7 +3,8 @@
 //!
 //! | key                                   | value                                   |
 //! |---------------------------------------|-----------------------------------------|
-//! | `B` block                             | leaves `64·block ..`, each u32 BE length + bytes |
+//! | `B` block                             | a full block: leaves `64·block ..`, each u32 BE length + bytes |
+//! | `O` index                             | one leaf of the last, not yet full, block |
 //! | `C` size                              | published checkpoint note text          |
 //! | `Mmeta`                               | [`super::meta::LedgerMeta`] (postcard)  |
 //! | `Msnapshot`                           | last built snapshot (postcard)          |
@@ -28,6 +29,16 @@ pub fn block(block: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(b'B');
     k.extend_from_slice(&block.to_be_bytes());
+    k
+}
+
+/// A leaf of the open (not yet full) block: stored once on its own until its block is full,
+/// instead of rewriting the whole partial block at every apply (which, with large records, left
+/// sled with a new copy of up to 64 leaves per apply: a 24 MiB disk held 33 records of 30 KB).
+pub fn open_leaf(index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'O');
+    k.extend_from_slice(&index.to_be_bytes());
     k
 }
 

@@ -1,9 +1,11 @@
 //! The ledger state machine: the Merkle log of leaves plus its indexes.
 //!
-//! What is stored (sled, through the checksumming [`Store`]): the leaves, in blocks of
-//! [`BLOCK_LEAVES`] consecutive leaves per value; the published checkpoints; and the metadata
-//! (applied log id, membership, size, Merkle frontier, ledger clock, genesis). Every apply writes
-//! one atomic batch, so a crash leaves the state at some applied log id and Raft replays the rest.
+//! What is stored (sled, through the checksumming [`Store`]): the leaves, in full blocks of
+//! [`BLOCK_LEAVES`] consecutive leaves per value, and those of the last, open block one per value
+//! (rewriting a partial block at every apply left sled a new copy of it each time); the published
+//! checkpoints; and the metadata (applied log id, membership, size, Merkle frontier, ledger clock,
+//! genesis). Every apply writes one batch with the metadata last, so a crash leaves the state at
+//! some applied log id (plus stored leaves beyond it, ignored) and Raft replays the rest.
 //!
 //! What is derived, in memory: the Merkle tree nodes, the record-hash index (duplicates), each
 //! system's leaves (back-links, heads, history), the writer grants, and the head map at the
@@ -83,8 +85,12 @@ pub(crate) struct Inner {
     d: Derived,
     /// The leaves of the last, not yet full, block.
     open_block: Vec<Vec<u8>>,
+    /// How many of them are stored (each under [`keys::open_leaf`]).
+    open_stored: usize,
     published_note: Option<String>,
     corruption: Option<String>,
+    /// See [`Ledger::engine_failed`].
+    engine_failed: bool,
 }
 
 /// The ledger. Shared (`Arc`) between the Raft state machine, the services and the checkpointer.
@@ -234,13 +240,21 @@ impl Ledger {
 
     /// Records that stored data was found corrupt; the node then reports it in its status.
     pub fn note_corruption(&self, e: &StoreError) {
-        if let StoreError::Corrupt { .. } = e {
+        let engine = matches!(e, StoreError::Kv(k) if k.is_engine_failure());
+        if matches!(e, StoreError::Corrupt { .. }) || engine {
             let mut inner = self.write();
             if inner.corruption.is_none() {
                 tracing::error!(error = %e, "stored data is corrupt; refusing to serve it");
                 inner.corruption = Some(e.to_string());
             }
+            inner.engine_failed |= engine;
         }
+    }
+
+    /// The storage engine itself failed on damaged files: nothing it holds can be trusted, and
+    /// the node stops (`crate::node`).
+    pub fn engine_failed(&self) -> bool {
+        self.read().engine_failed
     }
 
     pub fn corruption(&self) -> Option<String> {
@@ -304,6 +318,7 @@ impl Ledger {
         // metadata is what says the apply happened. Without it, the leaves already written
         // beyond the stored size are ignored at start and the entries are applied again.
         batch.put(keys::META.to_vec(), &encode_meta(&inner.meta)?);
+        remove_obsolete(&mut batch, &mut ctx);
         self.store.write(batch)?;
         self.publish_progress(&inner);
         Ok(responses)
@@ -795,6 +810,7 @@ impl Ledger {
             ));
         }
         let mut pos = from;
+        let mut ctx = ApplyContext::default();
         while pos < header.size {
             let chunk = next_leaves(pos, 4096)?;
             if chunk.is_empty() {
@@ -805,7 +821,6 @@ impl Ledger {
                 ));
             }
             let mut batch = Batch::new(Tree::Ledger);
-            let mut ctx = ApplyContext::default();
             for bytes in chunk {
                 replay_leaf(&mut inner, &bytes, pos, Tree::Staging)?;
                 push_leaf(&mut inner, &mut ctx, bytes);
@@ -836,6 +851,7 @@ impl Ledger {
         inner.meta.membership = membership;
         inner.meta.frontier = inner.d.frontier.hashes().iter().map(|h| h.0).collect();
         batch.put(keys::META.to_vec(), &encode_meta(&inner.meta)?);
+        remove_obsolete(&mut batch, &mut ctx);
         self.store.write(batch)?;
         *inner = load_inner(&self.store)?;
         self.publish_progress(&inner);
@@ -847,33 +863,48 @@ impl Ledger {
 struct ApplyContext {
     /// Blocks filled during this apply, not yet in the batch.
     full_blocks: Vec<(u64, Vec<Vec<u8>>)>,
-    /// Whether this apply added leaves (then the open block is written).
-    touched: bool,
+    /// For each of them, how many of its leaves had been stored on their own.
+    stored_singly: Vec<usize>,
+    /// Single leaves the filled blocks replace: removed only after the metadata is written,
+    /// because until then the stored state (the one before this apply) still reads them.
+    obsolete: Vec<Vec<u8>>,
 }
 
 /// Adds a leaf's bytes to the open block, closing it when full.
 fn push_leaf(inner: &mut Inner, ctx: &mut ApplyContext, bytes: Vec<u8>) {
-    ctx.touched = true;
     inner.open_block.push(bytes);
     if inner.open_block.len() as u64 == BLOCK_LEAVES {
         let block = (inner.meta.size - 1) / BLOCK_LEAVES;
         ctx.full_blocks
             .push((block, std::mem::take(&mut inner.open_block)));
+        ctx.stored_singly
+            .push(std::mem::take(&mut inner.open_stored));
     }
 }
 
-/// Puts the blocks an apply changed into its batch.
+/// Puts what an apply changed into its batch: each block it filled, and each new leaf of the
+/// open block on its own. The single leaves a filled block replaces go in
+/// [`remove_obsolete`], after the metadata.
 fn write_blocks(inner: &mut Inner, batch: &mut Batch, ctx: &mut ApplyContext) {
-    for (block, leaves) in ctx.full_blocks.drain(..) {
+    for ((block, leaves), stored) in ctx.full_blocks.drain(..).zip(ctx.stored_singly.drain(..)) {
         batch.put(keys::block(block), &encode_block(&leaves));
+        for j in 0..stored as u64 {
+            ctx.obsolete.push(keys::open_leaf(block * BLOCK_LEAVES + j));
+        }
     }
-    if ctx.touched && !inner.open_block.is_empty() {
-        batch.put(
-            keys::block(inner.meta.size / BLOCK_LEAVES),
-            &encode_block(&inner.open_block),
-        );
+    let first = inner.meta.size - inner.open_block.len() as u64;
+    for (j, leaf) in inner.open_block.iter().enumerate().skip(inner.open_stored) {
+        batch.put(keys::open_leaf(first + j as u64), leaf);
     }
-    ctx.touched = false;
+    inner.open_stored = inner.open_block.len();
+}
+
+/// Removes the single leaves that filled blocks replaced (after the metadata: a crash that
+/// keeps some of them leaves only keys that the start ignores).
+fn remove_obsolete(batch: &mut Batch, ctx: &mut ApplyContext) {
+    for key in ctx.obsolete.drain(..) {
+        batch.remove(key);
+    }
 }
 
 fn read_block(store: &Store, block: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -1292,10 +1323,12 @@ fn load_inner(store: &Store) -> Result<Inner, StoreError> {
         },
         d: Derived::default(),
         open_block: Vec::new(),
+        open_stored: 0,
         published_note: None,
         corruption: None,
+        engine_failed: false,
     };
-    let blocks = meta.size.div_ceil(BLOCK_LEAVES);
+    let blocks = meta.size / BLOCK_LEAVES;
     let mut block = 0;
     while block < blocks {
         // Blocks beyond the size (left by an interrupted snapshot install) are ignored.
@@ -1329,13 +1362,39 @@ fn load_inner(store: &Store) -> Result<Inner, StoreError> {
             }
             for (j, leaf) in leaves.into_iter().take(expected).enumerate() {
                 replay_leaf(&mut inner, &leaf, first + j as u64, Tree::Ledger)?;
-                if b == blocks - 1 && meta.size % BLOCK_LEAVES != 0 {
-                    inner.open_block.push(leaf);
-                }
             }
             block += 1;
         }
     }
+    // The open block: its leaves one by one (any beyond the size, left by a cut apply, are
+    // ignored).
+    let first = blocks * BLOCK_LEAVES;
+    let rows = store.scan(
+        Tree::Ledger,
+        &keys::open_leaf(first),
+        &keys::open_leaf(meta.size),
+        BLOCK_LEAVES as usize,
+    )?;
+    for (n, (k, leaf)) in rows.into_iter().enumerate() {
+        let index = first + n as u64;
+        if k != keys::open_leaf(index) {
+            return Err(StoreError::corrupt(
+                Tree::Ledger,
+                &keys::open_leaf(index),
+                "leaf missing",
+            ));
+        }
+        replay_leaf(&mut inner, &leaf, index, Tree::Ledger)?;
+        inner.open_block.push(leaf);
+    }
+    if (inner.open_block.len() as u64) < meta.size - first {
+        return Err(StoreError::corrupt(
+            Tree::Ledger,
+            &keys::open_leaf(first + inner.open_block.len() as u64),
+            "leaf missing",
+        ));
+    }
+    inner.open_stored = inner.open_block.len();
     if inner.d.frontier != stored_frontier {
         return Err(StoreError::corrupt(
             Tree::Ledger,

@@ -202,12 +202,18 @@ async fn pre_vote(shared: &NodeShared, v: &View, own_last: Option<LogId>) -> boo
                 reply.granted.then_some(id)
             })
         });
-    let mut granted: BTreeSet<NodeId> = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    granted.insert(shared.id);
+    // Stop at the first quorum: waiting for a peer that does not answer only widens the window
+    // in which another candidate can win meanwhile.
+    let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
+    let mut granted = BTreeSet::from([shared.id]);
+    while let Some(answer) = futures::StreamExt::next(&mut pending).await {
+        if let Some(id) = answer {
+            granted.insert(id);
+            if is_quorum(&v.voter_sets, &granted) {
+                return true;
+            }
+        }
+    }
     is_quorum(&v.voter_sets, &granted)
 }
 
@@ -299,6 +305,20 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
             // Wait another timeout before asking again.
             drawn = Some((v.vote, age + timeout(&shared, &v.vote)));
             continue;
+        }
+        // While the pre-vote ran, another candidate may have won (or asked for this node's
+        // vote): standing now would depose it with a higher term. Only an unchanged, untouched
+        // vote still means "no leader".
+        match view(&shared).await {
+            Some(now)
+                if now.vote == v.vote
+                    && now.state != ServerState::Leader
+                    && now.vote_age.is_some_and(|a| a >= age) => {}
+            Some(_) => {
+                drawn = None;
+                continue;
+            }
+            None => return,
         }
         tracing::info!(
             term = v.vote.leader_id().get_term() + 1,

@@ -38,11 +38,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ClusterConnector {
     #[cfg_attr(madsim, allow(dead_code))]
     tls: TlsMaterial,
+    /// Connections leave from this address (the cluster listen address, when specific).
+    #[cfg_attr(madsim, allow(dead_code))]
+    local_ip: Option<std::net::IpAddr>,
 }
 
 impl ClusterConnector {
-    pub fn new(tls: TlsMaterial) -> ClusterConnector {
-        ClusterConnector { tls }
+    pub fn new(tls: TlsMaterial, local_ip: Option<std::net::IpAddr>) -> ClusterConnector {
+        ClusterConnector { tls, local_ip }
     }
 
     /// A lazily connecting channel to `addr` ("host:port").
@@ -55,7 +58,12 @@ impl ClusterConnector {
                 .tls_config(self.tls.cluster_client(&host))
                 .map_err(|e| format!("TLS config for {addr}: {e}"))?
                 .connect_timeout(CONNECT_TIMEOUT);
-            Ok(endpoint.connect_with_connector_lazy(tower::service_fn(crate::wire::connect)))
+            let local = self.local_ip;
+            Ok(
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |uri| {
+                    crate::wire::connect_from(local, uri)
+                })),
+            )
         }
         #[cfg(madsim)]
         {

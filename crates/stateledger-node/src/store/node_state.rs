@@ -140,8 +140,16 @@ impl NodeStateHandle {
         write(&*self.log, &next)?;
         self.log.sync().await?;
         if !Arc::ptr_eq(&self.log, &self.ledger) {
-            write(&*self.ledger, &next)?;
-            self.ledger.sync().await?;
+            // The log's copy is durable; the ledger's is the spare. On a full disk it may fail
+            // (sled needs room to flush): then the spare is older until the next update, which
+            // must not stop Raft from voting.
+            let spare = match write(&*self.ledger, &next) {
+                Ok(()) => self.ledger.sync().await.map_err(StoreError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = spare {
+                tracing::error!(error = %e, "cannot update the ledger's copy of the node record");
+            }
         }
         *state = next;
         Ok(())

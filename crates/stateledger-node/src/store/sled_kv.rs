@@ -369,6 +369,70 @@ mod tests {
         }
     }
 
+    /// sled releases its file lock from background threads a moment after the last handle is
+    /// dropped; an open right after a drop must wait for it instead of failing (this made
+    /// `a_damaged_sync_number_file_is_refused` flaky on a loaded machine: its reopen failed on
+    /// the lock, not on the damaged file).
+    #[test]
+    fn reopening_right_after_a_drop_waits_for_the_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for i in 0..30u8 {
+            let kv = SledKv::open(dir.path())
+                .unwrap_or_else(|e| panic!("open {i}: {e}"))
+                .kv;
+            put(&kv, &[i], b"value");
+            kv.sync_blocking().expect("sync");
+        }
+        let kv = SledKv::open(dir.path()).expect("reopens").kv;
+        assert_eq!(
+            kv.get(Tree::Ledger, &[29]).expect("get"),
+            Some(b"value".to_vec())
+        );
+    }
+
+    /// sled panics on some damage it finds while running; a call into it then fails as an
+    /// engine failure (the node stops with exit status 3) instead of unwinding through the node.
+    #[test]
+    fn a_panic_inside_sled_is_an_engine_failure() {
+        let err = guarded::<()>("get", || panic!("tried to serialize Uninitialized"))
+            .expect_err("a panic is an error");
+        assert!(err.is_engine_failure());
+        assert!(
+            err.to_string()
+                .contains("sled panicked: tried to serialize Uninitialized"),
+            "{err}"
+        );
+        let err = guarded::<()>("get", || {
+            Err(sled::Error::Corruption {
+                at: None,
+                bt: Default::default(),
+            })
+        })
+        .expect_err("corruption");
+        assert!(err.is_engine_failure(), "{err}");
+        let err =
+            guarded::<()>("get", || Err(sled::Error::Unsupported("x".into()))).expect_err("other");
+        assert!(!err.is_engine_failure(), "{err}");
+    }
+
+    /// The sync number file deleted while sled holds a sync number: reported, not ignored.
+    #[test]
+    fn a_missing_sync_number_file_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let kv = SledKv::open(dir.path()).expect("opens").kv;
+            put(&kv, b"k", b"v");
+            kv.sync_blocking().expect("sync");
+        }
+        std::fs::remove_file(dir.path().join(SYNCED_FILE)).expect("rm");
+        let o = SledKv::open(dir.path()).expect("opens");
+        assert!(o.marker_missing && !o.fresh);
+        o.kv.sync_blocking().expect("sync");
+        drop(o);
+        let o = SledKv::open(dir.path()).expect("reopens");
+        assert!(!o.marker_missing, "the next sync wrote the file again");
+    }
+
     #[test]
     fn a_damaged_sync_number_file_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");

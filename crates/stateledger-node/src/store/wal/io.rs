@@ -37,6 +37,8 @@ pub trait WalIo: Send + Sync + Debug + 'static {
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Makes creations, renames and removals durable.
     fn sync_dir(&self) -> io::Result<()>;
+    /// Bytes still free where the files live, if known (preallocation stays well below it).
+    fn free_bytes(&self) -> Option<u64>;
     /// Runs `sync` (which blocks on fsync) without blocking the async threads.
     fn run_sync(
         &self,
@@ -143,6 +145,11 @@ mod os {
 
         fn sync_dir(&self) -> io::Result<()> {
             File::open(&self.dir)?.sync_all()
+        }
+
+        fn free_bytes(&self) -> Option<u64> {
+            let s = rustix::fs::statvfs(&self.dir).ok()?;
+            Some(s.f_bavail.saturating_mul(s.f_frsize))
         }
 
         fn run_sync(

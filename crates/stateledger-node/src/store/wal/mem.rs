@@ -160,6 +160,11 @@ impl MemDir {
         self.space.limit.store(bytes, Ordering::Relaxed);
     }
 
+    /// The limit set by [`MemDir::set_space_limit`] (0: none).
+    pub fn space_limit(&self) -> u64 {
+        self.space.limit.load(Ordering::Relaxed)
+    }
+
     /// Bytes the files hold now.
     pub fn used_bytes(&self) -> u64 {
         self.space.used.load(Ordering::Relaxed)
@@ -349,6 +354,13 @@ impl WalIo for MemDir {
 
     fn sync_dir(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn free_bytes(&self) -> Option<u64> {
+        match self.space_limit() {
+            0 => None,
+            limit => Some(limit.saturating_sub(self.used_bytes())),
+        }
     }
 
     fn run_sync(

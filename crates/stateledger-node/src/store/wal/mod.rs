@@ -60,6 +60,8 @@ const COMPACT_RECORD_BYTES: usize = 4 << 20;
 pub const PREALLOCATE_BYTES: u64 = 8 << 20;
 /// The file is not compacted below this size.
 pub const COMPACT_BYTES_MIN: u64 = 64 << 20;
+/// Preallocated bytes kept after the last record from the start (see `WalKv::keep_headroom`).
+const HEADROOM_BYTES: u64 = 1 << 20;
 /// File names of damaged logs kept as evidence end with this.
 pub const EVIDENCE_SUFFIX: &str = ".damaged";
 
@@ -352,6 +354,7 @@ impl WalKv {
                 generation,
                 synced: valid_end,
             })?;
+            kv.keep_headroom();
         }
         Ok(WalOpen {
             kv,
@@ -389,6 +392,7 @@ impl WalKv {
             generation,
             synced: end,
         })?;
+        kv.keep_headroom();
         Ok(kv)
     }
 
@@ -417,6 +421,45 @@ impl WalKv {
         }
         inner.damage = None;
         Ok(())
+    }
+
+    /// Reads the whole file back from storage and checks every record written so far (bit rot,
+    /// or the file changed behind the node's back). Returns the bytes checked.
+    pub fn scrub(&self) -> Result<u64, WalDamage> {
+        let (file, generation, end) = {
+            let inner = self.read();
+            if inner.damage.is_some() {
+                return Ok(0);
+            }
+            (inner.file.clone(), inner.generation, inner.end)
+        };
+        let mut bytes = vec![0u8; end as usize];
+        if let Err(e) = file.read_at(&mut bytes, 0) {
+            return Err(WalDamage::Corrupt {
+                generation,
+                offset: 0,
+                reason: format!("cannot read the file back: {e}"),
+            });
+        }
+        let recovered = frame::recover(&bytes);
+        match recovered.damage {
+            Some(d) => Err(WalDamage::Corrupt {
+                generation,
+                offset: d.offset as u64,
+                reason: d.reason,
+            }),
+            None if (recovered.valid_end as u64) < end => Err(WalDamage::Corrupt {
+                generation,
+                offset: recovered.valid_end as u64,
+                reason: format!(
+                    "a record written before byte {end} no longer reads back: {}",
+                    frame::parse_at(&bytes, recovered.valid_end)
+                        .err()
+                        .unwrap_or_default()
+                ),
+            }),
+            None => Ok(end),
+        }
     }
 
     /// The damage found at open, while not accepted.
@@ -585,26 +628,53 @@ impl WalKv {
         Ok(())
     }
 
-    /// Grows the preallocated zeros so that `needed` bytes fit: by [`PREALLOCATE_BYTES`], or
-    /// only as far as needed when that much space is not there. Zeros only, so a failure leaves
+    /// Makes sure some preallocated space follows the last record, so that Raft's own small
+    /// writes (votes, ticks) still fit when the disk fills up. Best effort.
+    fn keep_headroom(&self) {
+        let mut inner = self.write_lock();
+        let wanted = inner.end + HEADROOM_BYTES.min(self.options.preallocate_bytes);
+        if inner.allocated < wanted {
+            if let Err(e) = self.grow(&mut inner, wanted) {
+                tracing::warn!(log = %self.io.describe(), error = %e, "cannot preallocate room in the Raft log file");
+            }
+        }
+    }
+
+    /// Grows the preallocated zeros so that `needed` bytes fit: by [`PREALLOCATE_BYTES`] (at
+    /// most an eighth of the free space), or only as far as needed when that much space is not
+    /// there. Zeros only, so a failure leaves
     /// the file consistent.
     fn grow(&self, inner: &mut Inner, needed: u64) -> Result<(), KvError> {
-        let full = preallocate(
-            &*inner.file,
-            inner.allocated,
-            needed + self.options.preallocate_bytes,
-        );
-        inner.allocated = match full {
-            Ok(to) => to,
-            Err((reached, _)) => match preallocate(&*inner.file, reached, needed) {
-                Ok(to) => to,
-                Err((reached, e)) => {
-                    inner.allocated = reached.max(inner.allocated);
-                    return Err(kv_err("preallocate", &*self.io, e));
-                }
-            },
-        };
-        Ok(())
+        let before = inner.allocated;
+        // Never more than an eighth of what is free: on a small disk the log must not take the
+        // room the ledger and the disk space alarm's reserve need.
+        let ahead = self
+            .options
+            .preallocate_bytes
+            .min(self.io.free_bytes().map_or(u64::MAX, |f| f / 8));
+        let step = preallocate(&*inner.file, before, needed + ahead);
+        if let Ok(to) = step {
+            inner.allocated = to;
+            return Ok(());
+        }
+        // Not that much room: give back what the attempt took (it must not fill the disk),
+        // then grow only as far as needed.
+        let exact = inner
+            .file
+            .set_len(before)
+            .map_err(|e| (before, e))
+            .and_then(|()| preallocate(&*inner.file, before, needed));
+        match exact {
+            Ok(to) => {
+                inner.allocated = to;
+                Ok(())
+            }
+            Err((_, e)) => {
+                // Zeros only were written: cutting them keeps the file consistent.
+                let _ = inner.file.set_len(before);
+                Err(kv_err("preallocate", &*self.io, e))
+            }
+        }
     }
 }
 
@@ -724,7 +794,12 @@ impl Kv for WalKv {
             });
             frame::apply(maps, live, slot, key, loc);
         }
-        self.maybe_compact(&mut inner)
+        // The write itself is done; a compaction that cannot run now (a nearly full disk)
+        // runs at a later write.
+        if let Err(e) = self.maybe_compact(&mut inner) {
+            tracing::warn!(log = %self.io.describe(), error = %e, "cannot compact the Raft log file now; will retry");
+        }
+        Ok(())
     }
 
     fn clear(&self, tree: Tree) -> Result<(), KvError> {

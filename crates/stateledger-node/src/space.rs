@@ -1,0 +1,269 @@
+//! The disk space alarm (as etcd's NOSPACE): writes are refused with RESOURCE_EXHAUSTED *before*
+//! a disk is full, so that Raft itself — votes, heartbeats, the ledger clock's ticks, checkpoint
+//! publications — never meets a full disk, the cluster keeps electing and serving reads, and
+//! everything resumes by itself once space returns.
+//!
+//! Each node measures the free space of its data directory's file system every
+//! `storage.disk_check_ms` and raises its alarm below the reserve (`storage.disk_reserve_bytes`,
+//! by default 5% of the file system, at least 4 MiB, at most 1 GiB); it clears it once a quarter
+//! of the reserve more is free again, so that it does not flap. The leader also asks every other
+//! member (the `Health` RPC on the cluster port) and refuses writes while its own disk or any
+//! voter's is short: a follower whose disk fills up would otherwise stop, and then the next.
+//! Answers older than [`PEER_ANSWER_TTL`] no longer count (an unreachable node's disk does not
+//! block the cluster).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use stateledger_proto::v1 as pb;
+use tokio::sync::watch;
+
+use crate::node::NodeShared;
+use crate::raft::NodeId;
+
+/// A peer's answer counts for this long.
+pub const PEER_ANSWER_TTL: Duration = Duration::from_secs(5);
+/// How long the leader waits for one peer's answer.
+const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+const RESERVE_MIN: u64 = 4 << 20;
+const RESERVE_MAX: u64 = 1 << 30;
+
+/// Free and total bytes of the file system that holds a node's data.
+pub trait DiskSpace: Send + Sync + std::fmt::Debug {
+    fn measure(&self) -> std::io::Result<(u64, u64)>;
+}
+
+/// The file system of a directory (statvfs).
+#[cfg(not(madsim))]
+#[derive(Debug, Clone)]
+pub struct FileSystem(pub std::path::PathBuf);
+
+#[cfg(not(madsim))]
+impl DiskSpace for FileSystem {
+    fn measure(&self) -> std::io::Result<(u64, u64)> {
+        let s = rustix::fs::statvfs(&self.0)?;
+        Ok((
+            s.f_bavail.saturating_mul(s.f_frsize),
+            s.f_blocks.saturating_mul(s.f_frsize),
+        ))
+    }
+}
+
+/// A simulated directory: its space limit, if set.
+impl DiskSpace for crate::store::wal::mem::MemDir {
+    fn measure(&self) -> std::io::Result<(u64, u64)> {
+        let total = match self.space_limit() {
+            0 => u64::MAX / 2,
+            limit => limit,
+        };
+        Ok((total.saturating_sub(self.used_bytes()), total))
+    }
+}
+
+/// The reserve for a file system of `total` bytes (`configured` unless 0).
+pub fn reserve_for(configured: u64, total: u64) -> u64 {
+    if configured > 0 {
+        configured
+    } else {
+        (total / 20).clamp(RESERVE_MIN, RESERVE_MAX)
+    }
+}
+
+/// This node's measurement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Measurement {
+    pub free: u64,
+    pub reserve: u64,
+    /// Set while the alarm is raised: why.
+    pub alarm: Option<String>,
+}
+
+#[derive(Debug)]
+struct PeerAnswer {
+    at: tokio::time::Instant,
+    name: String,
+    alarm: Option<String>,
+}
+
+/// See the module comment.
+#[derive(Debug, Default)]
+pub struct SpaceAlarm {
+    own: Mutex<Measurement>,
+    peers: Mutex<BTreeMap<NodeId, PeerAnswer>>,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+impl SpaceAlarm {
+    fn own(&self) -> MutexGuard<'_, Measurement> {
+        self.own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn peers(&self) -> MutexGuard<'_, BTreeMap<NodeId, PeerAnswer>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's last measurement.
+    pub fn measurement(&self) -> Measurement {
+        self.own().clone()
+    }
+
+    /// Records a measurement of this node's disk; logs when the alarm changes.
+    pub fn update(&self, name: &str, free: u64, reserve: u64) {
+        let mut own = self.own();
+        let raised = match &own.alarm {
+            None => free < reserve,
+            // Hysteresis: clear only with a quarter of the reserve to spare.
+            Some(_) => free < reserve + reserve / 4,
+        };
+        let alarm = raised.then(|| {
+            format!(
+                "{name}'s disk has {} free, below the reserve of {}",
+                mib(free),
+                mib(reserve)
+            )
+        });
+        match (&own.alarm, &alarm) {
+            (None, Some(why)) => tracing::warn!(
+                "disk space alarm: {why}; writes are refused until space is freed (reads and \
+                 elections go on)"
+            ),
+            (Some(_), None) => {
+                tracing::info!(free = %mib(free), "disk space alarm cleared: writes resume")
+            }
+            _ => {}
+        }
+        *own = Measurement {
+            free,
+            reserve,
+            alarm,
+        };
+    }
+
+    fn record_peer(&self, id: NodeId, name: String, alarm: Option<String>) {
+        self.peers().insert(
+            id,
+            PeerAnswer {
+                at: tokio::time::Instant::now(),
+                name,
+                alarm,
+            },
+        );
+    }
+
+    /// Why writes must be refused now, if they must: this node's alarm, or any of `voters'`
+    /// recent answers.
+    pub fn write_refusal(&self, voters: &[NodeId]) -> Option<String> {
+        let mut reasons: Vec<String> = self.own().alarm.iter().cloned().collect();
+        for (id, answer) in self.peers().iter() {
+            if voters.contains(id) && answer.at.elapsed() <= PEER_ANSWER_TTL {
+                if let Some(a) = &answer.alarm {
+                    reasons.push(format!("{a} (node {id}, {})", answer.name));
+                }
+            }
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+}
+
+/// This node's `Health` answer.
+pub fn health(shared: &NodeShared) -> pb::HealthResponse {
+    let m = shared.space.measurement();
+    pb::HealthResponse {
+        disk_free_bytes: m.free,
+        disk_reserve_bytes: m.reserve,
+        disk_alarm: m.alarm.unwrap_or_default(),
+    }
+}
+
+/// Measures this node's disk, and (as leader) asks the others, until shutdown.
+pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(shared.config.storage.disk_check_ms.max(10));
+    loop {
+        match shared.disk.measure() {
+            Ok((free, total)) => {
+                let reserve = reserve_for(shared.config.storage.disk_reserve_bytes, total);
+                shared.space.update(&shared.config.node.name, free, reserve);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot measure the data directory's free space"),
+        }
+        if shared.is_leader() {
+            ask_peers(&shared).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn ask_peers(shared: &NodeShared) {
+    let membership = shared.raft.metrics().borrow().membership_config.clone();
+    let asks = membership
+        .membership()
+        .nodes()
+        .filter(|(id, _)| **id != shared.id)
+        .map(|(id, info)| {
+            let (id, name, addr) = (*id, info.name.clone(), info.raft_addr.clone());
+            let connector = shared.connector.clone();
+            async move {
+                let mut client = connector.client(&addr).ok()?;
+                let answer =
+                    tokio::time::timeout(PEER_TIMEOUT, client.health(pb::HealthRequest {}))
+                        .await
+                        .ok()?
+                        .ok()?
+                        .into_inner();
+                Some((id, name, answer))
+            }
+        });
+    for (id, name, answer) in futures::future::join_all(asks).await.into_iter().flatten() {
+        let alarm = (!answer.disk_alarm.is_empty()).then_some(answer.disk_alarm);
+        shared.space.record_peer(id, name, alarm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alarm_rises_below_the_reserve_and_clears_with_room_to_spare() {
+        let a = SpaceAlarm::default();
+        a.update("n1", 10 << 20, 4 << 20);
+        assert_eq!(a.write_refusal(&[]), None);
+        a.update("n1", 3 << 20, 4 << 20);
+        let why = a.write_refusal(&[]).expect("refused");
+        assert!(
+            why.contains("n1's disk has 3.0 MiB free, below the reserve of 4.0 MiB"),
+            "{why}"
+        );
+        // Just above the reserve is not enough to clear it.
+        a.update("n1", (4 << 20) + 1, 4 << 20);
+        assert!(a.write_refusal(&[]).is_some());
+        a.update("n1", 5 << 20, 4 << 20);
+        assert_eq!(a.write_refusal(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_voters_alarm_refuses_writes_but_not_a_learners() {
+        let a = SpaceAlarm::default();
+        a.update("n1", 10 << 20, 4 << 20);
+        a.record_peer(2, "n2".into(), Some("n2's disk is short".into()));
+        assert!(a
+            .write_refusal(&[1, 2, 3])
+            .is_some_and(|w| w.contains("node 2")));
+        assert_eq!(a.write_refusal(&[1, 3]), None);
+    }
+
+    #[test]
+    fn the_default_reserve_is_five_percent_within_bounds() {
+        assert_eq!(reserve_for(0, 24 << 20), RESERVE_MIN);
+        assert_eq!(reserve_for(0, 100 << 30), RESERVE_MAX);
+        assert_eq!(reserve_for(0, 1 << 30), (1 << 30) / 20);
+        assert_eq!(reserve_for(123, 1 << 30), 123);
+    }
+}
