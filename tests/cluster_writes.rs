@@ -217,29 +217,33 @@ async fn concurrent_clients_get_receipts_that_verify_offline_and_all_nodes_agree
         status.tree_size, expected,
         "every record appended exactly once"
     );
-    // ... and as `stateledger cluster status --json` reports it.
+    // ... and as `stateledger cluster status --output json` reports it (docs/CLI.md).
     let out = binary::run(&[
         OsStr::new("cluster"),
         OsStr::new("status"),
         OsStr::new("--profile"),
         profile.as_os_str(),
-        OsStr::new("--json"),
+        OsStr::new("--output"),
+        OsStr::new("json"),
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("status json");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    assert_eq!(report["quorum"], true, "{report}");
+    assert_eq!(report["voters_reachable"], 3, "{report}");
+    let rows = report["nodes"].as_array().expect("nodes");
     assert_eq!(rows.len(), 3);
-    for row in &rows {
+    let root = stateledger_core::hash::Hash::from_slice(&status.root)
+        .expect("a 32-byte root")
+        .to_base64();
+    for row in rows {
         assert_eq!(row["tree_size"].as_u64(), Some(expected), "{row}");
-        assert_eq!(
-            row["root"].as_str(),
-            Some(hex::encode(&status.root).as_str()),
-            "{row}"
-        );
-        assert_eq!(row["corruption"].as_str(), Some(""), "{row}");
+        assert_eq!(row["root"].as_str(), Some(root.as_str()), "{row}");
+        assert!(row["corruption"].is_null(), "{row}");
+        assert!(row["error"].is_null(), "{row}");
     }
     assert_eq!(
         rows.iter().filter(|r| r["role"] == "leader").count(),

@@ -10,6 +10,7 @@ use stateledger_core::note::NoteVerifier;
 use stateledger_core::trust::TrustPolicy;
 use stateledger_node::config::NodeConfig;
 use stateledger_proto::v1 as pb;
+use stateledger_tests::cli;
 use stateledger_tests::cluster::{TestCluster, ORIGIN};
 use stateledger_tests::records::writer_key;
 use stateledger_tests::wait;
@@ -137,9 +138,21 @@ async fn a_node_joins_by_snapshot_is_promoted_and_another_is_removed_while_write
         .wait_acked_after(added, 5, Duration::from_secs(20))
         .await;
 
-    // Promotion: node 4 becomes a voter.
+    // Promotion, as an operator does it: `stateledger cluster promote` (JSON out).
     let promoted = Instant::now();
-    admin.promote(4).await.expect("node 4 is promoted");
+    let profile = cluster.dir().join("client.toml");
+    let run = tokio::task::spawn_blocking(move || {
+        cli::with_profile(
+            &profile,
+            &["cluster", "promote", "--id", "4", "--output", "json"],
+        )
+    })
+    .await
+    .expect("the CLI ran");
+    run.expect_code(0);
+    let answer = run.json();
+    assert!(answer["log_index"].is_u64(), "{run}");
+    assert!(answer["message"].is_string(), "{run}");
     let members = leader_members(&cluster, leader).await;
     assert!(
         members.iter().any(|m| m.node_id == 4 && m.voter),

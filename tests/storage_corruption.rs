@@ -152,6 +152,12 @@ async fn corrupt_stored_data_is_detected_reported_and_not_served() {
         .await
         .expect("appended")[0]
         .index;
+    // A checkpoint covering the marker before the rest is submitted: case (c) needs two
+    // distinct published checkpoints, whatever the checkpointer would coalesce.
+    client
+        .receipt(marked, Duration::from_secs(10))
+        .await
+        .expect("a checkpoint covers the marker");
     let more: Vec<_> = (2..=30)
         .map(|n| records::signed(records::mutation(SYSTEM, &format!("after-{n}"), n), &writer))
         .collect();

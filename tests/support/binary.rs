@@ -19,6 +19,7 @@ const SOURCES: &[&str] = &[
     "Cargo.lock",
     "proto",
     "crates/stateledger-cli/src",
+    "crates/stateledger-cli/build.rs",
     "crates/stateledger-cli/Cargo.toml",
     "crates/stateledger-client/src",
     "crates/stateledger-client/Cargo.toml",
@@ -31,6 +32,7 @@ const SOURCES: &[&str] = &[
     "crates/stateledger-proto/src",
     "crates/stateledger-proto/build.rs",
     "crates/stateledger-proto/Cargo.toml",
+    "vendor/openraft/src",
 ];
 
 /// The path of the `stateledger` executable, built if missing or stale.

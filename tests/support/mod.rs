@@ -4,6 +4,7 @@
 //! temporary directory removed when its owner is dropped, also when a test panics.
 //!
 //! - [`binary`] finds (and if needed builds) the `stateledger` executable;
+//! - [`cli`] runs it as a user does and keeps what it printed;
 //! - [`ports`] picks free loopback port ranges;
 //! - [`partition`] cuts nodes apart with iptables rules (root only), removed on drop;
 //! - [`process`] runs one node process and kills it on drop;
@@ -15,6 +16,7 @@
 //! - [`writer`] is a background task that keeps submitting records and remembers every ack.
 
 pub mod binary;
+pub mod cli;
 pub mod cluster;
 pub mod partition;
 pub mod ports;

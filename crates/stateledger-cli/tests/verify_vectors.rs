@@ -12,6 +12,7 @@ const DOCUMENT_FILES: &[&str] = &[
     "checkpoints.json",
     "receipts.json",
     "consistency_documents.json",
+    "state_proofs.json",
 ];
 
 fn workspace_root() -> PathBuf {
@@ -189,7 +190,7 @@ fn json_verdicts() {
     assert_eq!(v["kind"], "receipt");
     let summary = v["summary"].as_str().expect("summary is text");
     assert!(summary.starts_with("leaf 0 (policy record"), "{summary}");
-    assert!(summary.contains("signed by node-1, node-2 (2 of 3 trusted keys, threshold 2)"));
+    assert!(summary.contains("signed by node-1, node-2 (2 of 4 trusted keys, threshold 2)"));
 
     let (code, v) = json_verdict(&find(&cases, "consistency_documents.json", true, None));
     assert_eq!(code, Some(0));
@@ -431,4 +432,43 @@ fn expectations_apply_only_to_state_proofs() {
     assert!(err.contains("RFC 3339"), "{err}");
     // Without expectations the same receipt verifies.
     assert_eq!(run(&[]).0, Some(0));
+
+    // A state proof is checked against them: the `expectation` check.
+    let proof = find(&cases, "state_proofs.json", true, None);
+    let doc: serde_json::Value = serde_json::from_str(&proof).expect("a state proof");
+    let (system, at) = (
+        doc["system"].as_str().expect("system").to_string(),
+        doc["at"].as_u64().expect("at").to_string(),
+    );
+    let path = dir.0.join("state-proof");
+    std::fs::write(&path, &proof).expect("write");
+    let verify = |extra: &[&str]| {
+        let out = stateledger()
+            .args(["verify", "--trust", TRUST, "--output", "json"])
+            .args(extra)
+            .arg(&path)
+            .output()
+            .expect("stateledger runs");
+        let verdict: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("a JSON verdict");
+        (out.status.code(), verdict)
+    };
+    let (code, v) = verify(&["--system", &system, "--at", &at]);
+    assert_eq!(
+        (code, &v["kind"]),
+        (Some(0), &serde_json::json!("state_proof")),
+        "{v}"
+    );
+    let (code, v) = verify(&["--system", "billing-service"]);
+    assert_eq!(
+        (code, &v["check"]),
+        (Some(1), &serde_json::json!("expectation")),
+        "{v}"
+    );
+    let (code, v) = verify(&["--at", "1"]);
+    assert_eq!(
+        (code, &v["check"]),
+        (Some(1), &serde_json::json!("expectation")),
+        "{v}"
+    );
 }

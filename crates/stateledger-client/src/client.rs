@@ -37,7 +37,14 @@ struct CallError {
     retried: bool,
 }
 
-/// See the crate documentation.
+/// A client of one cluster: it follows the leader for writes, retries without ever appending a
+/// record twice, and verifies everything it returns against its [`TrustPolicy`] — including
+/// that every checkpoint it sees is consistent with the ones it saw before. The crate's front
+/// page has a complete example.
+///
+/// Every call gives up after [`ConnectOptions::timeout`] (retries included) with
+/// [`ClientError::Unavailable`]; calls that wait for the cluster (a receipt's checkpoint, a state
+/// proof's) take a `wait` the node may hold the request open for, which should be shorter.
 #[derive(Debug)]
 pub struct LedgerClient {
     conns: Connections,
@@ -337,6 +344,43 @@ impl LedgerClient {
         Ok(verified)
     }
 
+    /// The published checkpoint of exactly `size` leaves, verified and consistent with every
+    /// checkpoint this client verified before. A size at which no checkpoint was published is
+    /// [`ClientError::Rejected`] with `NotFound`, whose message names the published sizes
+    /// nearest to it.
+    pub async fn checkpoint_at(&self, size: u64) -> Result<VerifiedCheckpoint, ClientError> {
+        if size == 0 {
+            return Err(ClientError::Invalid(
+                "no checkpoint is published at size 0: the empty log is a prefix of every log"
+                    .into(),
+            ));
+        }
+        let (resp, endpoint, _) = self
+            .call(|mut c| async move {
+                c.get_checkpoint(pb::GetCheckpointRequest {
+                    min_size: 0,
+                    covering_time: 0,
+                    wait_ms: 0,
+                    at_size: size,
+                })
+                .await
+            })
+            .await
+            .map_err(|e| rejected(e.status))?;
+        let verified = self.verify_note(&resp.checkpoint, &endpoint)?;
+        if verified.checkpoint.size.0 != size {
+            return Err(ClientError::Malformed {
+                endpoint,
+                reason: format!(
+                    "asked for the checkpoint of size {size}, got size {}",
+                    verified.checkpoint.size
+                ),
+            });
+        }
+        self.observe(verified.clone()).await?;
+        Ok(verified)
+    }
+
     pub fn verify_note(
         &self,
         note: &str,
@@ -474,6 +518,23 @@ impl LedgerClient {
             state_proof_from_history(system, at, resp, &endpoint, &self.policy())?;
         self.observe(summary.checkpoint.clone()).await?;
         Ok((proof, summary))
+    }
+
+    /// Names of systems in the ledger close to `name`, closest first: a hint for a system with
+    /// no record (a typo), not proven.
+    pub async fn systems_near(&self, name: &str, limit: u32) -> Result<Vec<String>, ClientError> {
+        let name = name.to_string();
+        let (resp, _, _) = self
+            .call(|mut c| {
+                let name = name.clone();
+                async move {
+                    c.list_systems_near(pb::ListSystemsNearRequest { name, limit })
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| rejected(e.status))?;
+        Ok(resp.systems)
     }
 
     /// Status of one node (by endpoint) or of whichever node answers first.

@@ -4,6 +4,9 @@
 #[path = "../../stateledger-cli/src/cmd/collect.rs"]
 #[allow(dead_code)]
 mod collect;
+#[path = "../../stateledger-cli/src/cmd/output.rs"]
+#[allow(dead_code, unused_macros)]
+mod output;
 
 use std::path::Path;
 
@@ -125,7 +128,7 @@ fn config_with_secrets_needs_a_salt_file_and_verifies() {
     // `collect verify-redacted` proves it too, and refuses a wrong value.
     let value_file = dir.path().join("value");
     std::fs::write(&value_file, "hunter2").expect("write");
-    let verify = |value: &str| {
+    let verify = |value: &str, output: &str| {
         let argv = [
             "stateledger",
             "collect",
@@ -136,16 +139,23 @@ fn config_with_secrets_needs_a_salt_file_and_verifies() {
             &entry.digest,
             "--value-file",
             value,
+            "--output",
+            output,
         ];
         let Top::Collect(args) = Cli::try_parse_from(argv).expect("parses").command;
         let mut out = Vec::new();
         collect::run_with(args, &mut out).map(|()| String::from_utf8(out).expect("utf-8"))
     };
-    assert!(verify(path(&value_file))
+    assert!(verify(path(&value_file), "text")
         .expect("matches")
         .starts_with("ok:"));
+    let json: serde_json::Value =
+        serde_json::from_str(&verify(path(&value_file), "json").expect("matches"))
+            .expect("--output json prints JSON");
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["digest"], entry.digest.as_str());
     std::fs::write(&value_file, "hunter3").expect("write");
-    assert!(verify(path(&value_file)).is_err());
+    assert!(verify(path(&value_file), "text").is_err());
 
     // An existing salt file is never overwritten.
     let err = run(&args).expect_err("salt file exists");
@@ -208,6 +218,67 @@ fn environment_with_flags() {
     );
     assert_eq!(env.container_image, format!("sha256:{}", "e".repeat(64)));
     assert!(run(&["env", "--system", "x", "--flag", "NOEQUALS"]).is_err());
+
+    // A container without chronyc or timedatectl declares its clock's source.
+    let records = run(&[
+        "env",
+        "--system",
+        "orders-service",
+        "--no-runtime-probes",
+        "--time-source",
+        "host-chrony",
+        "--time-synchronized",
+        "--time-max-error-ns",
+        "2000000",
+    ])
+    .expect("runs");
+    let Some(Body::Environment(env)) = &records[0].body else {
+        panic!("an environment record")
+    };
+    assert_eq!(
+        env.time_source,
+        Some(pb::TimeSource {
+            kind: "host-chrony".into(),
+            synchronized: true,
+            max_error_nanos: 2_000_000,
+        })
+    );
+    let err = run(&["env", "--system", "x", "--time-synchronized"]).expect_err("needs a kind");
+    assert!(err.to_string().contains("--time-source"), "{err}");
+}
+
+/// Without a remote the repository has no name; the error names the flag that gives one.
+#[test]
+fn code_errors_name_the_flag_that_fixes_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !git(&["init", "-q"]) {
+        return; // no git here: the case cannot arise
+    }
+    std::fs::write(dir.path().join("a"), "a").expect("write");
+    assert!(git(&["add", "a"]));
+    assert!(git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "first"
+    ]));
+    let err = run(&["code", "--system", "x", "--repo", path(dir.path())])
+        .expect_err("no remote, no name");
+    let text = format!("{err:#}");
+    assert!(text.contains("has no remote"), "{text}");
+    assert!(text.contains("--repo-name"), "{text}");
 }
 
 #[test]

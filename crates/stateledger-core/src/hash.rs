@@ -68,9 +68,11 @@ impl fmt::Debug for Hash {
     }
 }
 
+/// Base64 (docs/PROOFS.md §1.4), as in checkpoints and JSON documents: a hash a person reads in
+/// a message or a report is written the way every document writes it.
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(&self.to_base64())
     }
 }
 
@@ -135,6 +137,19 @@ mod tests {
         joined.extend_from_slice(&a.0);
         // Same 64 bytes hashed as a leaf and as a node must differ.
         assert_ne!(leaf_hash(&joined), node_hash(&a, &a));
+    }
+
+    #[test]
+    fn display_is_the_base64_of_documents() {
+        let h = Hash::empty_tree();
+        assert_eq!(
+            h.to_string(),
+            "rxNJufX5oaagQE3qNtzJSZvLJcmtwRK3zJqTyuQfMmI="
+        );
+        assert_eq!(
+            serde_json::to_string(&h).expect("serializes"),
+            format!("\"{h}\"")
+        );
     }
 
     #[test]

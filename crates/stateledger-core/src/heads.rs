@@ -42,6 +42,7 @@ impl SystemKey {
 
 /// A system's head at some tree size: its last leaf and how many leaves it has.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Head {
     pub index: LeafIndex,
     pub count: u64,
@@ -118,15 +119,45 @@ pub struct HeadMap {
     cache: HashMap<(u16, [u8; 32]), Hash>,
 }
 
-/// What a head proof ends in.
+/// What a head proof ends in. JSON: `{"kind": "empty"}` or `{"kind": "leaf", "key": ..., "head":
+/// {"index": ..., "count": ...}}`, read strictly (docs/PROOFS.md §5.4): no other member, and
+/// `key` and `head` exactly when the kind is `leaf`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "TerminalJson")]
 pub enum HeadTerminal {
     /// No system has the key's prefix at this depth: the system has no leaf.
     Empty,
     /// The only system with the key's prefix at this depth. If its key is the one asked about,
     /// this is its head; otherwise the asked system has no leaf.
     Leaf { key: SystemKey, head: Head },
+}
+
+/// The JSON members a terminal may have; [`HeadTerminal`] is read through it, because serde's
+/// internally tagged enums ignore unknown members of a unit variant (`{"kind": "empty", "x": 1}`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerminalJson {
+    kind: String,
+    #[serde(default)]
+    key: Option<SystemKey>,
+    #[serde(default)]
+    head: Option<Head>,
+}
+
+impl TryFrom<TerminalJson> for HeadTerminal {
+    type Error = String;
+
+    fn try_from(t: TerminalJson) -> Result<HeadTerminal, String> {
+        match (t.kind.as_str(), t.key, t.head) {
+            ("empty", None, None) => Ok(HeadTerminal::Empty),
+            ("empty", _, _) => Err("an empty terminal has no key and no head".into()),
+            ("leaf", Some(key), Some(head)) => Ok(HeadTerminal::Leaf { key, head }),
+            ("leaf", _, _) => Err("a leaf terminal needs a key and a head".into()),
+            (other, _, _) => Err(format!(
+                "terminal kind {other:?} is neither \"empty\" nor \"leaf\""
+            )),
+        }
+    }
 }
 
 /// Proof of a system's head (or absence) in the head map. `siblings` run bottom up: the first is
@@ -409,5 +440,39 @@ mod tests {
         let k0 = SystemKey::of("s0");
         let other = map.prove(&SystemKey::of("s1"));
         assert!(verify_head_proof(&root, &k0, &other).is_err());
+    }
+
+    #[test]
+    fn head_proof_json_is_read_strictly() {
+        let key = SystemKey::of("s").0.to_base64();
+        let read = |json: String| serde_json::from_str::<HeadProof>(&json);
+        let leaf = |extra: &str| {
+            format!(
+                r#"{{"siblings":[],"terminal":{{"kind":"leaf","key":"{key}","head":{{"index":4,"count":2{extra}}}}}}}"#
+            )
+        };
+        assert!(read(leaf("")).is_ok());
+        assert!(read(r#"{"siblings":[],"terminal":{"kind":"empty"}}"#.into()).is_ok());
+        for bad in [
+            leaf(r#","extra":1"#),
+            leaf("").replace(r#""kind":"leaf""#, r#""kind":"leaf","note":"x""#),
+            r#"{"siblings":[],"terminal":{"kind":"empty","extra":1}}"#.into(),
+            r#"{"siblings":[],"terminal":{"kind":"empty","head":{"index":1,"count":1}}}"#.into(),
+            r#"{"siblings":[],"terminal":{"kind":"leaf"}}"#.into(),
+            r#"{"siblings":[],"terminal":{"kind":"branch"}}"#.into(),
+            r#"{"siblings":[],"terminal":{"kind":"empty"},"depth":0}"#.into(),
+        ] {
+            assert!(read(bad.clone()).is_err(), "accepted {bad}");
+        }
+        // What is written reads back the same.
+        let proof = HeadProof {
+            siblings: vec![Hash::ZERO],
+            terminal: HeadTerminal::Leaf {
+                key: SystemKey::of("s"),
+                head: head(3),
+            },
+        };
+        let json = serde_json::to_string(&proof).expect("serializes");
+        assert_eq!(read(json).expect("reads back"), proof);
     }
 }

@@ -13,7 +13,8 @@ use stateledger_core::hash::{leaf_hash, node_hash, Hash};
 use stateledger_core::merkle::reference;
 use stateledger_core::trust::TrustPolicy;
 use vectors::schema::{
-    ConsistencyFile, DocumentsFile, InclusionFile, LeafHashesFile, RootsFile, SignedRecordsFile,
+    ConsistencyFile, DocumentsFile, HeadProofsFile, InclusionFile, LeafHashesFile, RootsFile,
+    SignedRecordsFile,
 };
 
 /// Whether `STATELEDGER_WRITE_VECTORS=1` asks for the files to be (re)written; if so, writes them
@@ -142,10 +143,21 @@ fn committed_vectors_verify_as_recorded() {
 
     let policy_bytes = std::fs::read(dir.join("trust_policy.json")).expect("trust policy");
     let policy = TrustPolicy::from_json(&policy_bytes).expect("valid trust policy");
+    assert!(
+        policy
+            .verifiers
+            .iter()
+            .any(|v| v.to_text().split_once('+').is_some_and(|(_, rest)| {
+                rest.split_once('+')
+                    .is_some_and(|(_, material)| material.contains('+'))
+            })),
+        "trust_policy.json has a key whose base64 holds a '+'"
+    );
     for name in [
         "checkpoints.json",
         "receipts.json",
         "consistency_documents.json",
+        "state_proofs.json",
     ] {
         let file: DocumentsFile = read(&dir, name);
         assert_eq!(file.trust_policy, "trust_policy.json");
@@ -153,5 +165,53 @@ fn committed_vectors_verify_as_recorded() {
         for c in &file.cases {
             vectors::documents::assert_document_case(&policy, c);
         }
+    }
+
+    // Every check of docs/PROOFS.md §7 that a state proof can fail has a case.
+    let states: DocumentsFile = read(&dir, "state_proofs.json");
+    for check in [
+        "document",
+        "format",
+        "checkpoint_note",
+        "checkpoint_body",
+        "checkpoint_origin",
+        "checkpoint_signature",
+        "checkpoint_threshold",
+        "proof_length",
+        "leaf_encoding",
+        "leaf_index",
+        "inclusion_proof",
+        "leaf_time",
+        "record",
+        "writer_signature",
+        "state_checkpoint_time",
+        "state_system",
+        "state_time",
+        "state_chain",
+        "state_boundary",
+        "state_recomputed",
+    ] {
+        assert!(
+            states
+                .cases
+                .iter()
+                .any(|c| c.check.as_deref() == Some(check)),
+            "state_proofs.json has no {check} case"
+        );
+    }
+
+    let heads: HeadProofsFile = read(&dir, "head_proofs.json");
+    assert_has_both("head proofs", heads.cases.iter().map(|c| c.valid));
+    for c in &heads.cases {
+        vectors::state::assert_head_proof_case(c);
+    }
+    for error in ["TooDeep", "RootMismatch", "Malformed"] {
+        assert!(
+            heads
+                .cases
+                .iter()
+                .any(|c| c.error.as_deref() == Some(error)),
+            "head_proofs.json has a {error} case"
+        );
     }
 }

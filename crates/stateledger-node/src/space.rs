@@ -11,6 +11,12 @@
 //! voter's is short: a follower whose disk fills up would otherwise stop, and then the next.
 //! Answers older than [`PEER_ANSWER_TTL`] no longer count (an unreachable node's disk does not
 //! block the cluster).
+//!
+//! Measurements lag behind fast writers (a check interval, a poll, the writes in flight), so the
+//! leader also counts the record bytes it accepted since each measurement and refuses writes once
+//! a disk *would* be below its reserve, counting [`BYTES_PER_RECORD_BYTE`] stored bytes per
+//! record byte (the Raft log and the ledger each hold the record). Should a disk fill up all the
+//! same, the node waits for space instead of stopping (`crate::store::wait_for_space`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,6 +33,9 @@ pub const PEER_ANSWER_TTL: Duration = Duration::from_secs(5);
 /// How long the leader waits for one peer's answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 const RESERVE_MIN: u64 = 4 << 20;
+/// Disk bytes a record byte costs a node, for the estimate: the Raft log and the ledger each
+/// hold it, plus the storage engines' overhead.
+pub const BYTES_PER_RECORD_BYTE: u64 = 3;
 const RESERVE_MAX: u64 = 1 << 30;
 
 /// Free and total bytes of the file system that holds a node's data.
@@ -77,13 +86,20 @@ pub struct Measurement {
     pub reserve: u64,
     /// Set while the alarm is raised: why.
     pub alarm: Option<String>,
+    /// [`SpaceAlarm::note_accepted`]'s count when it was taken.
+    accepted_at: u64,
+    /// This node's name, for messages.
+    name: String,
 }
 
 #[derive(Debug)]
 struct PeerAnswer {
     at: tokio::time::Instant,
     name: String,
+    free: u64,
+    reserve: u64,
     alarm: Option<String>,
+    accepted_at: u64,
 }
 
 /// See the module comment.
@@ -91,6 +107,8 @@ struct PeerAnswer {
 pub struct SpaceAlarm {
     own: Mutex<Measurement>,
     peers: Mutex<BTreeMap<NodeId, PeerAnswer>>,
+    /// Record bytes this node accepted for writing (as leader), all time.
+    accepted: std::sync::atomic::AtomicU64,
 }
 
 fn mib(bytes: u64) -> String {
@@ -109,6 +127,22 @@ impl SpaceAlarm {
     /// This node's last measurement.
     pub fn measurement(&self) -> Measurement {
         self.own().clone()
+    }
+
+    /// Counts record bytes accepted for writing (see the module comment).
+    pub fn note_accepted(&self, bytes: u64) {
+        self.accepted
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Free space measured `accepted_at`, less what was accepted since.
+    fn estimate(&self, free: u64, accepted_at: u64) -> u64 {
+        let since = self.accepted().saturating_sub(accepted_at);
+        free.saturating_sub(since.saturating_mul(BYTES_PER_RECORD_BYTE))
     }
 
     /// Records a measurement of this node's disk; logs when the alarm changes.
@@ -140,28 +174,62 @@ impl SpaceAlarm {
             free,
             reserve,
             alarm,
+            accepted_at: self.accepted(),
+            name: name.to_string(),
         };
     }
 
-    fn record_peer(&self, id: NodeId, name: String, alarm: Option<String>) {
+    fn record_peer(&self, id: NodeId, name: String, answer: &pb::HealthResponse) {
         self.peers().insert(
             id,
             PeerAnswer {
                 at: tokio::time::Instant::now(),
                 name,
-                alarm,
+                free: answer.disk_free_bytes,
+                reserve: answer.disk_reserve_bytes,
+                alarm: (!answer.disk_alarm.is_empty()).then(|| answer.disk_alarm.clone()),
+                accepted_at: self.accepted(),
             },
         );
     }
 
-    /// Why writes must be refused now, if they must: this node's alarm, or any of `voters'`
-    /// recent answers.
+    /// Why writes must be refused now, if they must: this node's alarm or estimate, or any of
+    /// `voters'` recent answers or estimates.
     pub fn write_refusal(&self, voters: &[NodeId]) -> Option<String> {
-        let mut reasons: Vec<String> = self.own().alarm.iter().cloned().collect();
+        let own = self.own().clone();
+        let mut reasons: Vec<String> = own.alarm.iter().cloned().collect();
+        let estimated = |name: &str, free: u64, reserve: u64, accepted_at: u64| {
+            let left = self.estimate(free, accepted_at);
+            (reserve > 0 && left < reserve).then(|| {
+                format!(
+                    "{name}'s disk would have about {} free with the writes accepted since it \
+                     was measured, below the reserve of {}",
+                    mib(left),
+                    mib(reserve)
+                )
+            })
+        };
+        if own.alarm.is_none() {
+            reasons.extend(estimated(
+                "this node",
+                own.free,
+                own.reserve,
+                own.accepted_at,
+            ));
+        }
         for (id, answer) in self.peers().iter() {
             if voters.contains(id) && answer.at.elapsed() <= PEER_ANSWER_TTL {
-                if let Some(a) = &answer.alarm {
-                    reasons.push(format!("{a} (node {id}, {})", answer.name));
+                match &answer.alarm {
+                    Some(a) => reasons.push(format!("{a} (node {id}, {})", answer.name)),
+                    None => reasons.extend(
+                        estimated(
+                            &answer.name,
+                            answer.free,
+                            answer.reserve,
+                            answer.accepted_at,
+                        )
+                        .map(|r| format!("{r} (node {id})")),
+                    ),
                 }
             }
         }
@@ -221,8 +289,7 @@ async fn ask_peers(shared: &NodeShared) {
             }
         });
     for (id, name, answer) in futures::future::join_all(asks).await.into_iter().flatten() {
-        let alarm = (!answer.disk_alarm.is_empty()).then_some(answer.disk_alarm);
-        shared.space.record_peer(id, name, alarm);
+        shared.space.record_peer(id, name, &answer);
     }
 }
 
@@ -251,12 +318,38 @@ mod tests {
     #[tokio::test]
     async fn a_voters_alarm_refuses_writes_but_not_a_learners() {
         let a = SpaceAlarm::default();
-        a.update("n1", 10 << 20, 4 << 20);
-        a.record_peer(2, "n2".into(), Some("n2's disk is short".into()));
+        a.update("n1", 100 << 20, 4 << 20);
+        a.record_peer(2, "n2".into(), &answer(3 << 20, "n2's disk is short"));
         assert!(a
             .write_refusal(&[1, 2, 3])
             .is_some_and(|w| w.contains("node 2")));
         assert_eq!(a.write_refusal(&[1, 3]), None);
+    }
+
+    #[tokio::test]
+    async fn writes_accepted_since_a_measurement_count_against_it() {
+        let a = SpaceAlarm::default();
+        a.update("n1", 100 << 20, 4 << 20);
+        a.record_peer(2, "n2".into(), &answer(10 << 20, ""));
+        assert_eq!(a.write_refusal(&[1, 2]), None);
+        // 3 MiB of records cost about 9 MiB on n2: it would be below its reserve.
+        a.note_accepted(3 << 20);
+        let why = a.write_refusal(&[1, 2]).expect("refused ahead of time");
+        assert!(
+            why.contains("n2's disk would have about 1.0 MiB free"),
+            "{why}"
+        );
+        // A new answer starts the count again.
+        a.record_peer(2, "n2".into(), &answer(10 << 20, ""));
+        assert_eq!(a.write_refusal(&[1, 2]), None);
+    }
+
+    fn answer(free: u64, alarm: &str) -> pb::HealthResponse {
+        pb::HealthResponse {
+            disk_free_bytes: free,
+            disk_reserve_bytes: 4 << 20,
+            disk_alarm: alarm.into(),
+        }
     }
 
     #[test]

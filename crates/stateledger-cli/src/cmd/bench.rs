@@ -16,12 +16,27 @@ use stateledger_core::trust::TrustPolicy;
 use super::dev::{spawn, wait_ready};
 use super::profile::Profile;
 use super::submit::now_nanos;
+use crate::{errln, outln};
+
+pub const HELP: &str = "\
+Examples:
+  stateledger bench cluster --levels 1,16,64,256 --seconds 10
+  stateledger bench cluster --etcd --floor
+  stateledger bench reconstruct --ledgers 10000,1000000
+
+docs/PERFORMANCE.md has the method and the numbers. Benchmarks print numbers and assert nothing.
+
+Exit status:
+  0  the benchmark ran
+  2  it could not run (ports in use, etcd missing for --etcd, a node failed)";
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// Closed-loop load against a real 3-node cluster on loopback (TLS, fsync).
+    #[command(after_help = HELP)]
     Cluster(ClusterArgs),
     /// Reconstruction of one system (with state proof and offline verification) in large ledgers.
+    #[command(after_help = HELP)]
     Reconstruct(ReconstructArgs),
 }
 
@@ -194,7 +209,7 @@ fn presign(
                 .map_err(|_| anyhow::anyhow!("a signing thread panicked"))??,
         );
     }
-    eprintln!(
+    errln!(
         "pre-signed {} records of ~{} bytes in {:.1} s",
         all.len(),
         all.first().map_or(0, |r| r.bytes.len()),
@@ -245,8 +260,8 @@ where
     (all, errors, elapsed)
 }
 
-fn print_level(name: &str, r: &LevelResult) {
-    println!(
+fn print_level(name: &str, r: &LevelResult) -> anyhow::Result<()> {
+    outln!(
         "{name:<12} {:>5} clients  {:>10.0} {}  p50 {:>8.2} ms  p99 {:>8.2} ms  p999 {:>8.2} ms  errors {:>4}{}",
         r.clients,
         r.rate(),
@@ -260,7 +275,7 @@ fn print_level(name: &str, r: &LevelResult) {
         r.p999_us as f64 / 1000.0,
         r.errors,
         r.cpu_us_per_op.map_or(String::new(), |c| format!("  leader CPU {c:.1} µs/record"))
-    );
+    )
 }
 
 fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
@@ -327,14 +342,14 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             };
             client.sign_and_submit(vec![grant], admin.signing_key()).await?;
         }
-        println!(
+        outln!(
             "StateLedger: 3 nodes on loopback, TLS, fsync per commit, records ~{} B, {} per request, {} s per level; checkpoints cosigned at most every {} ms, published at most every {} ms",
             pool.first().map_or(0, |r| r.bytes.len()),
             args.records_per_request,
             args.seconds,
             cadence.0,
             cadence.1
-        );
+        )?;
         let next = Arc::new(AtomicUsize::new(0));
         let mut results = Vec::new();
         for &level in &args.levels {
@@ -371,14 +386,14 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 cpu_us_per_op: cpu_per(cpu_before, cpu_after, ops * per_request),
                 records_per_op: per_request,
             };
-            print_level("stateledger", &r);
+            print_level("stateledger", &r)?;
             results.push(r);
         }
         if args.floor {
-            println!("floor: the leader's Status RPC over the same TLS channels (no Raft, no disk, no signature check); leader CPU is per call");
+            outln!("floor: the leader's Status RPC over the same TLS channels (no Raft, no disk, no signature check); leader CPU is per call")?;
             for &level in &args.levels {
                 let r = rpc_floor(&client, &endpoints, &nodes, &ca, &policy, level, args.seconds).await?;
-                print_level("rpc floor", &r);
+                print_level("rpc floor", &r)?;
             }
         }
         anyhow::Ok(results)
@@ -387,9 +402,9 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     if args.etcd {
         let etcd_results =
             super::bench_etcd::run(&dir, base, &args.levels, args.seconds, args.record_bytes)?;
-        println!("\nratio (StateLedger / etcd, same machine, same run):");
+        outln!("\nratio (StateLedger / etcd, same machine, same run):")?;
         for (s, e) in results.iter().zip(&etcd_results) {
-            println!(
+            outln!(
                 "{:>5} clients  throughput x{:.2}  p50 {:.2} vs {:.2} ms  p99 {:.2} vs {:.2} ms",
                 s.clients,
                 s.rate() / e.rate().max(1e-9),
@@ -397,7 +412,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 e.p50_us as f64 / 1000.0,
                 s.p99_us as f64 / 1000.0,
                 e.p99_us as f64 / 1000.0
-            );
+            )?;
         }
     }
     Ok(())
@@ -486,7 +501,7 @@ pub fn results_of(lat: &[u64], errors: usize, elapsed: f64, clients: usize) -> L
     }
 }
 
-pub fn print_result(name: &str, r: &LevelResult) {
+pub fn print_result(name: &str, r: &LevelResult) -> anyhow::Result<()> {
     print_level(name, r)
 }
 

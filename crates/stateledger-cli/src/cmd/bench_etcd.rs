@@ -13,6 +13,7 @@ use stateledger_proto::etcdserverpb::PutRequest;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::bench::{child_dir, closed_loop, print_result, results_of, LevelResult};
+use crate::outln;
 
 struct Members(Vec<Child>);
 
@@ -132,10 +133,10 @@ pub fn run(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!(
+        outln!(
             "\netcd {}: 3 members on loopback, TLS, same certificates, values {record_bytes} B",
             etcd.display()
-        );
+        )?;
         let value = Arc::new(vec![b'x'; record_bytes]);
         let mut results = Vec::new();
         for &level in levels {
@@ -163,7 +164,7 @@ pub fn run(
             })
             .await;
             let r = results_of(&lat, errors, elapsed, level);
-            print_result("etcd", &r);
+            print_result("etcd", &r)?;
             results.push(r);
         }
         anyhow::Ok(results)

@@ -19,6 +19,7 @@ use stateledger_node::store::sled_kv::SledKv;
 use stateledger_node::store::Store;
 
 use super::bench::ReconstructArgs;
+use crate::outln;
 
 const SYSTEM: &str = "orders-service";
 const OTHER_SYSTEMS: u64 = 1000;
@@ -122,10 +123,10 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
     let admin = NoteSigner::from_seed("admin", &rand::random::<[u8; 32]>())?;
     let writer = NoteSigner::from_seed("writer", &rand::random::<[u8; 32]>())?;
     let policy = TrustPolicy::new("stateledger.bench/reconstruct", 1, vec![node.verifier()])?;
-    println!(
+    outln!(
         "reconstruction of one system ({} records) with state proof, sled on disk",
         args.system_records
-    );
+    )?;
     for &n in &args.ledgers {
         let dir = root.join(format!("ledger-{n}"));
         let kv = SledKv::open(&dir).map_err(anyhow::Error::msg)?.kv;
@@ -210,12 +211,12 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             )])
             .map_err(anyhow::Error::msg)?;
         let built = started.elapsed();
-        println!(
+        outln!(
             "ledger of {} leaves built in {:.1} s (signing {:.1} s)",
             ledger.current_progress().size,
             built.as_secs_f64(),
             signing.as_secs_f64()
-        );
+        )?;
 
         let at = cp.time.0;
         let t0 = Instant::now();
@@ -258,7 +259,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         let reparsed: StateProof = serde_json::from_slice(&json)?;
         reparsed.verify(&policy)?;
         let offline = t2.elapsed();
-        println!(
+        outln!(
             "  {:>9} leaves: serve history {:>7.1} ms, build + check state proof {:>7.1} ms, offline parse + verify {:>7.1} ms, total {:>7.1} ms; {} records, proof {:.2} MB, verdict {}",
             n,
             serve.as_secs_f64() * 1e3,
@@ -268,7 +269,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             summary.state.records,
             json.len() as f64 / 1e6,
             summary.verdict.result
-        );
+        )?;
     }
     Ok(())
 }

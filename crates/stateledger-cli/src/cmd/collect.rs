@@ -10,21 +10,108 @@
 //! `verify-redacted` (prove a value against a redacted config digest with the snapshot's salt).
 //! Nothing is printed unless every record is valid; diagnostics go to stderr.
 //!
-//! This file uses only external crates (no `crate::` paths) so that
-//! `crates/stateledger-collect/tests/cli_collect.rs` can compile and test it as well.
+//! This file uses only external crates and its sibling `super::output` (no `crate::` paths) so
+//! that `crates/stateledger-collect/tests/cli_collect.rs` can compile and test it as well.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use stateledger_collect::capture::{self, CallData, SeedText};
-use stateledger_collect::code::CodeCollector;
+use stateledger_collect::code::{CodeCollector, CodeError};
 use stateledger_collect::config::{verify_redacted, ConfigCollector, Salt};
 use stateledger_collect::environment::{parse_flag, EnvironmentCollector};
 use stateledger_collect::mutation::{
     parse_kafka_ref, DbInput, MutationInput, MutationReader, TextOrNumber,
 };
 use stateledger_collect::{pb, Body, RecordMeta};
+
+/// Writes a diagnostic line to standard error (never fails: see `output::diag`).
+macro_rules! diag {
+    ($($arg:tt)*) => {
+        super::output::diag(format_args!($($arg)*))
+    };
+}
+
+/// Shared by every collect command: what the output is and what the exit status means.
+macro_rules! collect_help {
+    ($examples:literal) => {
+        concat!(
+            "Examples:\n",
+            $examples,
+            "\n\nOutput: one record per line as JSON (the input of `stateledger submit`), in both output
+formats; nothing is printed unless every record is one the ledger accepts. Diagnostics go
+to standard error.
+
+Exit status:
+  0  the records were printed
+  2  nothing was printed: the input is incomplete or invalid (the message names the flag
+     that fixes it)"
+        )
+    };
+}
+
+pub const HELP: &str = collect_help!(
+    "  stateledger collect code --system orders-service --repo . --artifact target/release/orders
+  stateledger collect config --system orders-service --file /etc/orders/app.toml --env DATABASE_URL \\
+      --salt-out orders.salt
+  stateledger collect env --system orders-service --time-source host-chrony --time-synchronized
+  stateledger collect mutations --system orders-service --jsonl events.jsonl
+  stateledger collect capture seed --system orders-service --capture-id pricing-7 --u64 42"
+);
+
+pub const CODE_HELP: &str = collect_help!(
+    "  stateledger collect code --system orders-service --repo .
+  stateledger collect code --system orders-service --repo . --repo-name github.com/acme/orders \\
+      --artifact 'target/release/orders' --require-config env:DATABASE_URL
+  stateledger collect code --system orders-service --repo-name github.com/acme/orders \\
+      --commit $GIT_COMMIT --dirty false                 # without git (CI)"
+);
+
+pub const CONFIG_HELP: &str = collect_help!(
+    "  stateledger collect config --system orders-service --file app.toml --salt-out app.salt
+  stateledger collect config --system orders-service --dir /etc/orders --env-prefix ORDERS_ \\
+      --secret 'db.password' --salt-in app.salt
+
+Secrets: an entry whose name or content looks secret is recorded as a keyed digest
+(hmac-sha256 with the snapshot's salt), never in clear. Inside a TOML, YAML, JSON, .env or
+INI file, only the secret keys are: the file is recorded as a keyed digest and each of its
+keys as its own entry, file:<path>#<key.path>, in clear unless secret."
+);
+
+pub const ENV_HELP: &str = collect_help!(
+    "  stateledger collect env --system orders-service
+  stateledger collect env --system orders-service --image-digest-env IMAGE_DIGEST --flag FAST_PATH=true
+  stateledger collect env --system orders-service --time-source host-chrony --time-synchronized
+
+The time source is probed (chronyc, timedatectl, ntpstat, the kernel's NTP state through
+ntptime or adjtimex, systemd-timesyncd's marker file); where none of them exists (a container)
+declare it with --time-source."
+);
+
+pub const MUTATIONS_HELP: &str = collect_help!(
+    "  stateledger collect mutations --system orders-service --kind order_created --id evt-1 \\
+      --source kafka:orders/3 --sequence 1 --payload '{\"order\":1}' --kafka orders/3/4401
+  tail -f events.jsonl | stateledger collect mutations --system orders-service --jsonl -"
+);
+
+pub const CAPTURE_HELP: &str = collect_help!(
+    "  stateledger collect capture seed --system orders-service --capture-id pricing-7 --hex 0a0b0c
+  stateledger collect capture clock --system orders-service --capture-id now-1
+  stateledger collect capture external-call --system orders-service --capture-id fx-1 \\
+      --target https://fx.example/rates --response-file rates.json"
+);
+
+pub const VERIFY_REDACTED_HELP: &str = "\
+Examples:
+  stateledger collect verify-redacted --salt-file app.salt \\
+      --digest hmac-sha256:3f2a... --value-env DB_PASSWORD
+
+Output: `ok: the value matches <digest>`; with --output json {\"ok\": true, \"digest\"}.
+
+Exit status:
+  0  the value matches the redacted digest
+  2  it does not, or the salt file cannot be read";
 
 #[derive(clap::Args, Debug)]
 pub struct CollectArgs {
@@ -35,23 +122,31 @@ pub struct CollectArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum CollectCommand {
     /// Code: repository, full commit, dirty tree, branch or tag, artifact and lockfile digests.
+    #[command(after_help = CODE_HELP)]
     Code(CodeArgs),
     /// Configuration: a complete snapshot of files, directories and env vars (partial is refused;
     /// secrets are redacted with a keyed digest).
+    #[command(after_help = CONFIG_HELP)]
     Config(ConfigArgs),
     /// Environment: OS, kernel, arch, host, container image, runtimes, feature flags, time source.
+    #[command(after_help = ENV_HELP)]
     Env(EnvArgs),
     /// Data mutations: one from flags, or a JSONL stream (one mutation per line).
+    #[command(after_help = MUTATIONS_HELP)]
     Mutations(MutationArgs),
     /// Captured nondeterminism: a random seed, a clock reading or an external call.
+    #[command(after_help = CAPTURE_HELP)]
     Capture(CaptureArgs),
     /// Prove that a value matches a redacted config digest, using the snapshot's salt file.
+    #[command(after_help = VERIFY_REDACTED_HELP)]
     VerifyRedacted(VerifyRedactedArgs),
 }
 
-/// Who the record is about and when it was observed.
+/// Who the record is about and when it was observed; and the output format.
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     /// The system the record belongs to, e.g. orders-service.
     #[arg(long)]
     pub system: String,
@@ -131,11 +226,16 @@ pub struct ConfigArgs {
     /// Repeatable.
     #[arg(long)]
     pub var: Vec<String>,
-    /// Glob pattern of entries to redact (key, name, path or base name). Repeatable.
-    #[arg(long)]
+    /// Redact what this glob pattern matches, whatever the heuristics say: an entry key
+    /// (env:NAME, file:PATH, file:PATH#KEY.PATH), an environment variable's name, a file's path
+    /// or base name, or — inside a TOML, YAML, JSON, .env or INI file — a key path (db.password)
+    /// or a key's last name (password). Matching a file redacts it whole; matching a key inside
+    /// one redacts that key and records the file key by key. Repeatable.
+    #[arg(long, value_name = "GLOB")]
     pub secret: Vec<String>,
-    /// Glob pattern of entries the secret-looking heuristics must not redact. Repeatable.
-    #[arg(long)]
+    /// Never redact what this glob pattern matches (same matching as --secret) because of the
+    /// secret-looking heuristics; --secret still wins. Repeatable.
+    #[arg(long, value_name = "GLOB")]
     pub not_secret: Vec<String>,
     /// Glob pattern of entries whose placeholders are not checked (scripts, templates). Repeatable.
     #[arg(long)]
@@ -177,6 +277,22 @@ pub struct EnvArgs {
     /// Host name to record instead of reading it.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Declare the clock's time source instead of probing it, e.g. host-chrony for a container
+    /// that follows its host's clock, or aws-time-sync.
+    #[arg(long, value_name = "KIND")]
+    pub time_source: Option<String>,
+    /// With --time-source: the clock is synchronised to it (otherwise it is recorded as not
+    /// synchronised, which lowers confidence).
+    #[arg(long, requires = "time_source")]
+    pub time_synchronized: bool,
+    /// With --time-source: the largest error of the clock, in nanoseconds (0: not known).
+    #[arg(
+        long,
+        requires = "time_source",
+        value_name = "NANOS",
+        default_value_t = 0
+    )]
+    pub time_max_error_ns: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -240,10 +356,13 @@ pub struct CaptureArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum CaptureKind {
     /// A random seed (1 to 64 bytes).
+    #[command(after_help = CAPTURE_HELP)]
     Seed(SeedArgs),
     /// A clock reading.
+    #[command(after_help = CAPTURE_HELP)]
     Clock(ClockArgs),
     /// The result of an external call.
+    #[command(after_help = CAPTURE_HELP)]
     ExternalCall(ExternalCallArgs),
 }
 
@@ -321,6 +440,8 @@ pub struct ExternalCallArgs {
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("value_from").required(true)))]
 pub struct VerifyRedactedArgs {
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     /// The snapshot's salt file (from collect config --salt-out).
     #[arg(long)]
     pub salt_file: PathBuf,
@@ -408,14 +529,42 @@ fn code(a: CodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     for k in a.require_config {
         c = c.required_config(k);
     }
-    let state = c.collect().context("cannot collect the code state")?;
+    let state = c.collect().map_err(code_error)?;
     if state.dirty {
-        eprintln!(
+        diag!(
             "warning: the working tree is dirty: commit {} alone does not rebuild this code",
             state.commit
         );
     }
     emit(out, &a.record.meta(), Body::Code(state))
+}
+
+/// A code collector error with the flag that fixes it.
+fn code_error(e: CodeError) -> anyhow::Error {
+    let fix = match &e {
+        CodeError::NoRepoId { .. } => {
+            "pass --repo-name NAME (e.g. --repo-name github.com/acme/orders-service)"
+        }
+        CodeError::GitUnavailable { .. } | CodeError::NotARepository { .. } => {
+            "point --repo at the working tree, or pass --repo-name, --commit and --dirty"
+        }
+        CodeError::NoCommit { .. } => "commit first, or pass --commit",
+        CodeError::InvalidCommit { .. } => "--commit takes a full 40 or 64 hex digit commit id",
+        CodeError::ArtifactNotFound { .. }
+        | CodeError::InvalidPattern { .. }
+        | CodeError::NotAFile { .. } => {
+            "check --artifact (a path or a glob pattern that matches a file)"
+        }
+        CodeError::InvalidDigest { .. } | CodeError::DuplicateArtifact { .. } => {
+            "check --artifact-digest NAME=DIGEST (e.g. NAME=sha256:<64 hex digits>)"
+        }
+        _ => "",
+    };
+    if fix.is_empty() {
+        anyhow::anyhow!("cannot collect the code state: {e}")
+    } else {
+        anyhow::anyhow!("cannot collect the code state: {e}; {fix}")
+    }
 }
 
 fn config(a: ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -469,10 +618,10 @@ fn config(a: ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     };
     for r in &collection.redactions {
-        eprintln!("redacted {}: {}", r.key, r.reason);
+        diag!("redacted {}: {}", r.key, r.reason);
     }
     for key in &collection.values_dropped {
-        eprintln!("note: the clear value of {key} was left out so the snapshot fits one record");
+        diag!("note: the clear value of {key} was left out so the snapshot fits one record");
     }
     // Build the record before writing the salt, so no salt is left behind for a record that was
     // never printed.
@@ -487,7 +636,7 @@ fn config(a: ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 .salt
                 .save(path)
                 .context("cannot keep the snapshot's salt")?;
-            eprintln!(
+            diag!(
                 "salt written to {} (keep it: it proves redacted values)",
                 path.display()
             );
@@ -525,9 +674,16 @@ fn env(a: EnvArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(h) = a.hostname {
         c = c.hostname(h);
     }
+    if let Some(kind) = a.time_source {
+        c = c.time_source(pb::TimeSource {
+            kind,
+            synchronized: a.time_synchronized,
+            max_error_nanos: a.time_max_error_ns,
+        });
+    }
     let collection = c.collect().context("cannot collect the environment")?;
     for w in &collection.warnings {
-        eprintln!("warning: {w}");
+        diag!("warning: {w}");
     }
     emit(out, &a.record.meta(), Body::Environment(collection.state))
 }
@@ -577,7 +733,7 @@ fn mutations(a: MutationArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 print_record(out, &record)?;
             }
             Err(e) if a.keep_going => {
-                eprintln!("error: {e}");
+                diag!("error: {e}");
                 bad += 1;
             }
             Err(e) => {
@@ -721,6 +877,14 @@ fn verify(a: VerifyRedactedArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!("give the value: --value, --value-env or --value-file");
     };
     verify_redacted(&value, &salt, &a.digest)?;
-    writeln!(out, "ok: the value matches {}", a.digest.trim()).context("cannot write to stdout")?;
-    Ok(())
+    if a.output.is_json() {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"ok": true, "digest": a.digest.trim()})
+        )
+    } else {
+        writeln!(out, "ok: the value matches {}", a.digest.trim())
+    }
+    .context("cannot write to stdout")
 }

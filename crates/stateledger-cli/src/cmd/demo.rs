@@ -24,15 +24,27 @@ use base64::Engine as _;
 use super::replay::{print_outcome, replay, ExampleState, Payloads, ReplayEvent};
 use super::report;
 use super::submit::now_nanos;
+use crate::outln;
+
+pub const HELP: &str = "\
+Examples:
+  cargo run --release -p stateledger-cli -- demo
+  stateledger demo --reports demo-reports/      # also the two HTML forensic reports
+  stateledger demo --dir demo-cluster/          # keep the cluster's files
+
+Exit status:
+  0  the story ran and every proof checked as expected
+  2  something did not (the message says what)";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Keep the cluster's files here instead of a temporary directory.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Write the HTML forensic report of the first reconstruction here.
-    #[arg(long)]
-    html: Option<PathBuf>,
+    /// Write the HTML forensic reports of both reconstructions into this directory
+    /// (report-t1.html, exact; report-t2.html, impossible), created if missing.
+    #[arg(long, value_name = "DIR")]
+    reports: Option<PathBuf>,
 }
 
 /// `sha256:<hex>` of a text (payloads and files that exist only in this story).
@@ -209,15 +221,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     super::runtime()?.block_on(async {
-        println!("== StateLedger demo: an embedded 3-node cluster (Raft over mutual TLS, sled, fsync) in {}", dir.display());
+        outln!("== StateLedger demo: an embedded 3-node cluster (Raft over mutual TLS, sled, fsync) in {}", dir.display())?;
         let (nodes, trust_path, admin_key, endpoints) = start_cluster(&dir).await?;
-        let result = story(&dir, &trust_path, &admin_key, endpoints, args.html.as_deref()).await;
+        let result = story(&dir, &trust_path, &admin_key, endpoints, args.reports.as_deref()).await;
         for n in nodes {
             n.shutdown().await;
         }
         result
     })?;
-    println!("== demo finished in {:.1} s", began.elapsed().as_secs_f64());
+    outln!("== demo finished in {:.1} s", began.elapsed().as_secs_f64())?;
     Ok(())
 }
 
@@ -226,8 +238,12 @@ async fn story(
     trust_path: &Path,
     admin_key: &Path,
     endpoints: Vec<String>,
-    html: Option<&Path>,
+    reports: Option<&Path>,
 ) -> anyhow::Result<()> {
+    if let Some(dir) = reports {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {} (--reports)", dir.display()))?;
+    }
     let policy = TrustPolicy::from_json(&std::fs::read(trust_path)?)?;
     let ca = std::fs::read_to_string(dir.join("ca.pem"))?;
     let client = LedgerClient::new(ConnectOptions::new(endpoints, ca), policy.clone())?;
@@ -261,7 +277,7 @@ async fn story(
     client
         .sign_and_submit(vec![grant], admin.signing_key())
         .await?;
-    println!("-- admin granted orders-collector the right to record orders-service");
+    outln!("-- admin granted orders-collector the right to record orders-service")?;
 
     let key = collector.signing_key();
     let deploy = vec![
@@ -270,18 +286,18 @@ async fn story(
         s.record(environment("6.1.0-18-amd64")),
     ];
     let r = client.sign_and_submit(deploy, key).await?;
-    println!("-- deploy v1.4.0: code, config cfg-17 (DB password redacted), environment recorded at leaves {}..={}", r[0].index, r[2].index);
+    outln!("-- deploy v1.4.0: code, config cfg-17 (DB password redacted), environment recorded at leaves {}..={}", r[0].index, r[2].index)?;
     let (receipt, _) = client.receipt(r[0].index, wait).await?;
     let receipt_path = dir.join("receipt-deploy.json");
     std::fs::write(&receipt_path, serde_json::to_string_pretty(&receipt)?)?;
     receipt
         .verify(&policy)
         .context("the deploy receipt does not verify")?;
-    println!(
+    outln!(
         "   receipt for leaf {} verified offline against a 2-of-3 trust policy ({})",
         r[0].index,
         receipt_path.display()
-    );
+    )?;
 
     let seed = s.record(Body::Nondeterminism(pb::Nondeterminism {
         capture_id: "pricing-seed-7".into(),
@@ -330,7 +346,7 @@ async fn story(
         baseline: false,
     })));
     client.sign_and_submit(batch, key).await?;
-    println!("-- 5 order mutations from kafka orders/3, a seeded random discount (seed captured), the app's state digest");
+    outln!("-- 5 order mutations from kafka orders/3, a seeded random discount (seed captured), the app's state digest")?;
     let t1 = now_nanos();
 
     let later = vec![
@@ -341,36 +357,37 @@ async fn story(
         s.record(mutation(7, "order_cancelled", &[])),
     ];
     client.sign_and_submit(later, key).await?;
-    println!("-- config cfg-18 (fast path off), kernel upgrade, deploy v1.4.1, 2 more mutations");
+    outln!("-- config cfg-18 (fast path off), kernel upgrade, deploy v1.4.1, 2 more mutations")?;
     let incident = vec![
         s.record(mutation(9, "order_created", &[])),
         s.record(mutation(10, "refund_issued", &["fx-rate-call-1"])),
     ];
     client.sign_and_submit(incident, key).await?;
-    println!("-- incident: mutation #8 never recorded; a refund used an FX-rate call that was not captured");
+    outln!("-- incident: mutation #8 never recorded; a refund used an FX-rate call that was not captured")?;
     let t2 = now_nanos();
 
-    println!("\n== reconstruct orders-service at T1 (after the first five mutations)");
+    outln!("\n== reconstruct orders-service at T1 (after the first five mutations)")?;
     let (proof1, summary1) = client.state_proof("orders-service", t1, wait).await?;
-    print!("{}", report::text(&summary1, true));
+    super::output::text(&report::text(&summary1, true))?;
     let proof1_path = dir.join("state-proof-t1.json");
     std::fs::write(&proof1_path, serde_json::to_string_pretty(&proof1)?)?;
     let reread: StateProof = serde_json::from_slice(&std::fs::read(&proof1_path)?)?;
     let verified = reread
         .verify(&policy)
         .context("the state proof for T1 does not verify offline")?;
-    println!(
+    outln!(
         "   state proof verified offline ({}): {} leaves, digest {}",
         proof1_path.display(),
         reread.leaves.len(),
         verified.state_digest
-    );
+    )?;
     if !summary1.verdict.is_exact() {
         bail!("the demo expected an exact reconstruction at T1");
     }
-    if let Some(h) = html {
-        std::fs::write(h, report::html(&proof1, &summary1)?)?;
-        println!("   forensic report with timeline: {}", h.display());
+    if let Some(dir) = reports {
+        let h = dir.join("report-t1.html");
+        std::fs::write(&h, report::html(&proof1, &summary1)?)?;
+        outln!("   forensic report with timeline: {}", h.display())?;
     }
 
     let payloads_path = dir.join("payloads.jsonl");
@@ -382,8 +399,8 @@ async fn story(
     let reducer = format!("'{}' example-reducer", exe.display());
     let parsed = Payloads::parse(&std::fs::read_to_string(&payloads_path)?)?;
     let outcome = replay(&summary1.state, &parsed, &reducer)?;
-    print!("   ");
-    print_outcome(&outcome);
+    super::output::text("   ")?;
+    print_outcome(&outcome)?;
     if outcome.divergence.is_some() {
         bail!("the demo's replay diverged");
     }
@@ -394,28 +411,33 @@ async fn story(
         &Payloads::parse(&altered.join("\n"))?,
         &reducer,
     )?;
-    print!("   with payload #3 altered in the broker: ");
-    print_outcome(&outcome);
+    super::output::text("   with payload #3 altered in the broker: ")?;
+    print_outcome(&outcome)?;
 
     let mut tampered = proof1.clone();
     tampered.leaves.remove(4);
     match tampered.verify(&policy) {
         Ok(_) => bail!("a tampered state proof verified"),
-        Err(e) => println!(
+        Err(e) => outln!(
             "   the same proof with one leaf removed is rejected: [{}] {e}",
             e.check()
-        ),
+        )?,
     }
 
-    println!("\n== reconstruct orders-service at T2 (after the incident)");
+    outln!("\n== reconstruct orders-service at T2 (after the incident)")?;
     let (proof2, summary2) = client.state_proof("orders-service", t2, wait).await?;
-    print!("{}", report::text(&summary2, true));
+    super::output::text(&report::text(&summary2, true))?;
     proof2
         .verify(&policy)
         .context("the state proof for T2 does not verify offline")?;
     if summary2.verdict.is_exact() {
         bail!("the demo expected an impossible reconstruction at T2");
     }
-    println!("   (the proof itself verifies: the ledger proves exactly what was recorded, and says why it is not enough)");
+    if let Some(dir) = reports {
+        let h = dir.join("report-t2.html");
+        std::fs::write(&h, report::html(&proof2, &summary2)?)?;
+        outln!("   forensic report with timeline: {}", h.display())?;
+    }
+    outln!("   (the proof itself verifies: the ledger proves exactly what was recorded, and says why it is not enough)")?;
     Ok(())
 }

@@ -4,13 +4,29 @@
 //! interrupted.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use stateledger_node::config::NodeConfig;
 
 use super::profile::Profile;
+use crate::{errln, outln};
+
+pub const HELP: &str = "\
+Examples:
+  stateledger dev                                   # keep it running; use another shell:
+  export STATELEDGER_PROFILE=stateledger-dev/client.toml
+  stateledger cluster status
+  stateledger dev --nodes 5 --dir /tmp/five --base-port 9100
+  stateledger dev --init-only                       # write the material, start nothing
+
+The nodes run as child processes, logging to <dir>/<node>.log. Ctrl-C or SIGTERM stops them
+(SIGTERM, up to 30 s to finish); a second signal kills them; they never outlive this command.
+
+Exit status:
+  0  the cluster was stopped (or, with --init-only, the material written)
+  2  it could not start: the directory cannot be written, a port is in use, a node exited";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -81,9 +97,32 @@ pub fn ensure(
     Ok(configs)
 }
 
-/// Child node processes, killed when dropped.
+/// Child node processes, killed (SIGKILL) when dropped.
 pub struct Nodes {
     pub children: Vec<(String, Child)>,
+}
+
+impl Nodes {
+    /// Sends `signal` to every node still running.
+    fn signal(&mut self, signal: rustix::process::Signal) {
+        for (_, child) in &mut self.children {
+            if matches!(child.try_wait(), Ok(None)) {
+                let pid = i32::try_from(child.id())
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw);
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, signal);
+                }
+            }
+        }
+    }
+
+    /// Whether every node has exited (and been reaped).
+    fn all_exited(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|(_, c)| !matches!(c.try_wait(), Ok(None)))
+    }
 }
 
 impl Drop for Nodes {
@@ -95,12 +134,18 @@ impl Drop for Nodes {
     }
 }
 
-/// Starts `node run` for each config, logging to `<dir>/<node>.log`.
+/// Starts `node run` for each config, logging to `<dir>/<node>.log`. The nodes stop when this
+/// process exits, however it exits ([`super::node::DEV_PARENT_ENV`]).
 pub fn spawn(dir: &Path, configs: &[PathBuf]) -> anyhow::Result<Nodes> {
-    let exe = std::env::current_exe().context("cannot find the stateledger executable")?;
     let mut nodes = Nodes {
         children: Vec::new(),
     };
+    spawn_into(&mut nodes, dir, configs)?;
+    Ok(nodes)
+}
+
+fn spawn_into(nodes: &mut Nodes, dir: &Path, configs: &[PathBuf]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the stateledger executable")?;
     for config in configs {
         let name = config
             .file_stem()
@@ -112,13 +157,15 @@ pub fn spawn(dir: &Path, configs: &[PathBuf]) -> anyhow::Result<Nodes> {
         let child = Command::new(&exe)
             .args(["node", "run", "--config"])
             .arg(config)
+            .env(super::node::DEV_PARENT_ENV, std::process::id().to_string())
+            .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         nodes.children.push((name, child));
     }
-    Ok(nodes)
+    Ok(())
 }
 
 /// Waits until every endpoint answers and a leader holds genesis.
@@ -126,6 +173,20 @@ pub async fn wait_ready(
     profile: &Profile,
     nodes: &mut Nodes,
     timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_answering(profile, nodes, timeout, |s| {
+        s.leader_id != 0 && !s.origin.is_empty()
+    })
+    .await
+}
+
+/// Waits until `ready` holds for the status of every endpoint of `profile` (each node's own
+/// endpoint, even if not all of them are started: callers pass a profile of the started ones).
+async fn wait_answering(
+    profile: &Profile,
+    nodes: &mut Nodes,
+    timeout: Duration,
+    ready: impl Fn(&stateledger_proto::v1::StatusResponse) -> bool,
 ) -> anyhow::Result<()> {
     let client = profile.client(Duration::from_secs(2))?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -135,20 +196,18 @@ pub async fn wait_ready(
                 bail!("{name} exited with {status}; see its log");
             }
         }
-        let mut ready = 0;
+        let mut answered = 0;
         for e in &profile.endpoints {
-            if let Ok(s) = client.status(Some(e)).await {
-                if s.leader_id != 0 && !s.origin.is_empty() {
-                    ready += 1;
-                }
+            if client.status(Some(e)).await.is_ok_and(|s| ready(&s)) {
+                answered += 1;
             }
         }
-        if ready == profile.endpoints.len() {
+        if answered == profile.endpoints.len() {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             bail!(
-                "the cluster was not ready within {timeout:?} ({ready} of {} nodes)",
+                "the cluster was not ready within {timeout:?} ({answered} of {} nodes)",
                 profile.endpoints.len()
             );
         }
@@ -156,33 +215,139 @@ pub async fn wait_ready(
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Starts the nodes: the ones that wait to be told their role first, then (once they listen)
+/// the node that bootstraps the cluster, so its first election finds its peers up instead of
+/// logging them as unreachable.
+async fn start_nodes(dir: &Path, configs: &[PathBuf], profile: &Profile) -> anyhow::Result<Nodes> {
+    let mut joiners = Vec::new();
+    let mut bootstrap = Vec::new();
+    let mut joiner_endpoints = Vec::new();
+    for path in configs {
+        let c = NodeConfig::load(path)?;
+        if c.cluster.bootstrap {
+            bootstrap.push(path.clone());
+        } else {
+            joiner_endpoints.push(c.public_addr());
+            joiners.push(path.clone());
+        }
+    }
+    let mut nodes = spawn(dir, &joiners)?;
+    let listening = Profile {
+        endpoints: joiner_endpoints,
+        ..profile.clone()
+    };
+    if !listening.endpoints.is_empty() {
+        wait_answering(&listening, &mut nodes, Duration::from_secs(60), |_| true).await?;
+    }
+    spawn_into(&mut nodes, dir, &bootstrap)?;
+    Ok(nodes)
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Stops the nodes: SIGTERM, then SIGKILL on a second signal or after [`STOP_GRACE`].
+async fn stop(
+    nodes: &mut Nodes,
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+) {
+    errln!(
+        "stopping {} nodes (a second Ctrl-C or SIGTERM kills them)",
+        nodes.children.len()
+    );
+    nodes.signal(rustix::process::Signal::TERM);
+    let deadline = tokio::time::sleep(STOP_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        if nodes.all_exited() {
+            errln!("stopped");
+            return;
+        }
+        tokio::select! {
+            () = stop_signal(int, term) => break,
+            () = &mut deadline => {
+                errln!("the nodes did not stop within {STOP_GRACE:?}");
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    errln!("killing the nodes");
+    nodes.signal(rustix::process::Signal::KILL);
+}
+
+/// How long the nodes get to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let configs = ensure(&args.dir, args.nodes, args.base_port, &args.origin)?;
     let profile_path = args.dir.join("client.toml");
     if args.init_only {
-        println!(
+        outln!(
             "dev cluster material in {}; client profile {}",
             args.dir.display(),
             profile_path.display()
-        );
-        return Ok(());
+        )?;
+        return Ok(ExitCode::SUCCESS);
     }
     let profile = Profile::load(&profile_path)?;
-    let mut nodes = spawn(&args.dir, &configs)?;
     super::runtime()?.block_on(async {
-        wait_ready(&profile, &mut nodes, Duration::from_secs(60)).await?;
-        println!("dev cluster of {} nodes running (TLS on loopback), data and logs in {}", configs.len(), args.dir.display());
-        println!("  public endpoints:  {}", profile.endpoints.join(", "));
-        println!("  cluster endpoints: {} (mutual TLS)", profile.cluster_endpoints.join(", "));
-        println!("  trust policy:      {}", profile.trust_policy.display());
-        println!("use it from another shell:");
-        println!("  export STATELEDGER_PROFILE={}", profile_path.display());
-        println!("  stateledger cluster status");
-        println!("  stateledger keygen --name my-writer --out keys && stateledger grant --system orders-service --writer keys/my-writer.pub");
-        println!("Ctrl-C stops the cluster");
-        let _ = tokio::signal::ctrl_c().await;
-        anyhow::Ok(())
-    })?;
-    drop(nodes);
-    Ok(())
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut nodes = tokio::select! {
+            n = start_nodes(&args.dir, &configs, &profile) => n?,
+            () = stop_signal(&mut int, &mut term) => return Ok(ExitCode::SUCCESS),
+        };
+        tokio::select! {
+            r = wait_ready(&profile, &mut nodes, Duration::from_secs(60)) => r?,
+            () = stop_signal(&mut int, &mut term) => {
+                stop(&mut nodes, &mut int, &mut term).await;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        // The banner is for a person; a closed stdout (a supervisor, `| head`) must not take
+        // the cluster down with it.
+        if let Err(e) = print_ready(&args, &configs, &profile, &profile_path) {
+            if !super::output::is_broken_pipe(&e) {
+                return Err(e);
+            }
+        }
+        stop_signal(&mut int, &mut term).await;
+        stop(&mut nodes, &mut int, &mut term).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_ready(
+    args: &Args,
+    configs: &[PathBuf],
+    profile: &Profile,
+    profile_path: &Path,
+) -> anyhow::Result<()> {
+    outln!(
+        "dev cluster of {} nodes running (TLS on loopback), data and logs in {}",
+        configs.len(),
+        args.dir.display()
+    )?;
+    outln!("  public endpoints:  {}", profile.endpoints.join(", "))?;
+    outln!(
+        "  cluster endpoints: {} (mutual TLS)",
+        profile.cluster_endpoints.join(", ")
+    )?;
+    outln!("  trust policy:      {}", profile.trust_policy.display())?;
+    outln!("use it from another shell (this one keeps the cluster running):")?;
+    outln!("  export STATELEDGER_PROFILE={}", profile_path.display())?;
+    outln!("  stateledger cluster status")?;
+    outln!("  stateledger keygen --name my-writer --out keys && stateledger grant --system orders-service --writer keys/my-writer.pub")?;
+    outln!("Ctrl-C (or SIGTERM) stops the cluster")
 }

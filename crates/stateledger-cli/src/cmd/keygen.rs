@@ -9,6 +9,21 @@ use anyhow::{bail, Context as _};
 use rand::RngCore as _;
 use stateledger_core::note::NoteSigner;
 
+use super::output::OutputArgs;
+use crate::{errln, outln};
+
+pub const HELP: &str = "\
+Examples:
+  stateledger keygen --name orders-collector --out keys     # keys/orders-collector.{key,pub}
+  stateledger keygen --name node-4 --out keys --output json
+
+Prints the verifier key text (what trust policies and grants name); with --output json
+{\"name\", \"verifier_key\", \"key_file\", \"pub_file\"}.
+
+Exit status:
+  0  both files were written
+  2  they were not: an invalid name, a file exists (--force overwrites), --out not writable";
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Key name (no spaces or '+'), e.g. node-1, admin, orders-collector.
@@ -20,6 +35,8 @@ pub struct Args {
     /// Overwrite existing key files.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// Refuses names that would not stay a plain file name inside `--out`: a `/` (or `\\`) would
@@ -39,7 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     check_file_name(&args.name)?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let signer = NoteSigner::from_seed(&args.name, &seed).context("choose another key name")?;
+    let signer =
+        NoteSigner::from_seed(&args.name, &seed).context("choose another key name (--name)")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let key_path = args.out.join(format!("{}.key", args.name));
@@ -54,8 +72,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     write_private(&key_path, &format!("{}\n", signer.to_text()))?;
     std::fs::write(&pub_path, format!("{}\n", signer.verifier().to_text()))
         .with_context(|| format!("cannot write {}", pub_path.display()))?;
-    println!("{}", signer.verifier().to_text());
-    eprintln!(
+    if args.output.is_json() {
+        return super::output::json(&serde_json::json!({
+            "name": args.name,
+            "verifier_key": signer.verifier().to_text(),
+            "key_file": key_path,
+            "pub_file": pub_path,
+        }));
+    }
+    outln!("{}", signer.verifier().to_text())?;
+    errln!(
         "wrote {} (private, mode 0600) and {}",
         key_path.display(),
         pub_path.display()
@@ -100,6 +126,7 @@ mod tests {
             name: name.to_string(),
             out: out.to_path_buf(),
             force,
+            output: OutputArgs::default(),
         }
     }
 

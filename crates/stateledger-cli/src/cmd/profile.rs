@@ -11,15 +11,23 @@
 //! admin_signing_key = "keys/admin.key"  # optional: signs policy records (grants)
 //! ```
 //! Relative paths are relative to the profile's directory.
+//!
+//! Every networked command also takes `--timeout` (or `STATELEDGER_TIMEOUT`): the whole wait for
+//! the cluster, retries included. [`Connected::wait`] runs one such wait, shows on a terminal
+//! what it is waiting for, and turns a failure into a message that says what was awaited, from
+//! which endpoints, for how long, and what to try.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use stateledger_client::admin::{AdminClient, AdminOptions};
-use stateledger_client::{ConnectOptions, LedgerClient};
+use stateledger_client::{ClientError, ConnectOptions, LedgerClient};
 use stateledger_core::trust::TrustPolicy;
+
+use super::progress;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,24 +45,74 @@ pub struct Profile {
     pub admin_signing_key: Option<PathBuf>,
 }
 
-/// The `--profile` option shared by commands that talk to a cluster.
+/// The profile used when neither `--profile` nor `STATELEDGER_PROFILE` names one.
+pub const DEFAULT_PROFILE: &str = "stateledger-dev/client.toml";
+
+/// The options shared by commands that talk to a cluster.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
-    /// Client profile (TOML). Default: $STATELEDGER_PROFILE, else ./stateledger-dev/client.toml.
-    #[arg(long, global = true)]
+    /// Client profile (TOML): the cluster's endpoints, CA certificate and trust policy.
+    /// `stateledger dev` writes one; default ./stateledger-dev/client.toml.
+    #[arg(long, global = true, env = "STATELEDGER_PROFILE", value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// How long to wait for the cluster, retries included, before giving up: e.g. 500ms, 10s, 2m.
+    #[arg(
+        long,
+        global = true,
+        env = "STATELEDGER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub timeout: Duration,
+}
+
+/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 10s or 2m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => {
+            return Err(format!(
+                "{text:?} has unit {unit:?}; use ms, s or m (e.g. 10s)"
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err("a timeout of zero would give up before asking; give e.g. 10s".into());
+    }
+    Ok(d)
 }
 
 impl ProfileArgs {
     pub fn path(&self) -> PathBuf {
         self.profile
             .clone()
-            .or_else(|| std::env::var_os("STATELEDGER_PROFILE").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("stateledger-dev/client.toml"))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PROFILE))
     }
 
     pub fn load(&self) -> anyhow::Result<Profile> {
         Profile::load(&self.path())
+    }
+
+    /// Loads the profile and makes a client that gives up after `--timeout`.
+    pub fn connect(&self) -> anyhow::Result<Connected> {
+        let profile = self.load()?;
+        let client = profile.client(self.timeout)?;
+        Ok(Connected {
+            profile,
+            client,
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -62,7 +120,7 @@ impl Profile {
     pub fn load(path: &Path) -> anyhow::Result<Profile> {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
-                "cannot read client profile {}; start a dev cluster with `stateledger dev` or pass --profile",
+                "cannot read client profile {}; start a dev cluster with `stateledger dev`, or name a profile with --profile (or STATELEDGER_PROFILE)",
                 path.display()
             )
         })?;
@@ -124,5 +182,104 @@ impl Profile {
             key_pem: read(key)?,
             timeout,
         })?)
+    }
+}
+
+/// A client of the profile's cluster, and how long to wait for it.
+#[derive(Debug)]
+pub struct Connected {
+    pub profile: Profile,
+    pub client: LedgerClient,
+    pub timeout: Duration,
+}
+
+impl Connected {
+    /// How long a node may hold a request open waiting for something (a checkpoint, a leaf):
+    /// most of `--timeout`, so the node answers "not yet" before the client gives up.
+    pub fn server_wait(&self) -> Duration {
+        self.timeout
+            .saturating_sub((self.timeout / 5).max(Duration::from_millis(200)))
+            .max(Duration::from_millis(100))
+    }
+
+    /// Runs one wait on the cluster (see the module comment). `what` completes "waiting for …",
+    /// e.g. "a receipt for leaf 7".
+    pub async fn wait<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, ClientError>>,
+    ) -> anyhow::Result<T> {
+        let message = format!(
+            "waiting for {what} from {}",
+            self.profile.endpoints.join(", ")
+        );
+        // The client gives up at `timeout` on its own; the margin covers a call in flight.
+        let limit = self.timeout + Duration::from_secs(2);
+        match tokio::time::timeout(limit, progress::spinner_while(&message, call)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(explain(e, what, &self.profile.endpoints, self.timeout)),
+            Err(_) => Err(explain(
+                ClientError::Unavailable("no answer".into()),
+                what,
+                &self.profile.endpoints,
+                self.timeout,
+            )),
+        }
+    }
+}
+
+/// Turns a client error into a message that says what was awaited and what to try.
+pub fn explain(
+    e: ClientError,
+    what: &str,
+    endpoints: &[String],
+    timeout: Duration,
+) -> anyhow::Error {
+    match e {
+        ClientError::Unavailable(last) => anyhow::anyhow!(
+            "no node answered within {} while waiting for {what} (endpoints {}; last error: {last}); \
+             is the cluster running? `stateledger cluster status` shows each node; --timeout waits longer",
+            humantime(timeout),
+            endpoints.join(", ")
+        ),
+        ClientError::Rejected {
+            code: tonic::Code::DeadlineExceeded,
+            message,
+        } => anyhow::anyhow!(
+            "the cluster did not provide {what} within {}: {message}; --timeout waits longer",
+            humantime(timeout)
+        ),
+        other => anyhow::Error::new(other).context(format!("while waiting for {what}")),
+    }
+}
+
+/// `1.5s`, `10s`, `250ms`.
+pub fn humantime(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("10h")
+            .expect_err("unit")
+            .contains("ms, s or m"));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(humantime(Duration::from_millis(250)), "250ms");
     }
 }

@@ -26,8 +26,47 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use stateledger_core::record::pb;
 use stateledger_core::state::replay::{declared_digests, digest_like, Divergence};
-use stateledger_core::state::{StateProof, SystemState};
-use stateledger_core::trust::TrustPolicy;
+use stateledger_core::state::SystemState;
+
+use super::output::OutputArgs;
+use super::progress::Progress;
+use crate::outln;
+
+/// `replay --help`: the reducer protocol (docs/DETERMINISM.md §5 refers to it).
+pub const LONG_ABOUT: &str = "\
+Replay a state proof's mutations through a reducer and compare with the recorded state digests.
+
+The proof is verified first. Then the reducer command is started once (with `sh -c`) and, for
+each mutation of S(T) in log order, receives one JSON line on its standard input:
+
+  {\"index\": 0, \"mutation\": {<the mutation record's JSON>}, \"payload_base64\": \"...\",
+   \"captures\": {\"<capture id>\": {<the nondeterminism record's JSON>}, ...}}
+
+`captures` holds the recorded captures the mutation names. The reducer must answer each line
+with one JSON line on its standard output:
+
+  {\"state_digest\": \"sha256:<hex>\"}
+
+the application's state digest after applying that mutation. Where the ledger holds a state
+digest record for that (source, sequence), the answers must match it exactly.
+
+Payloads (--payloads) are JSON lines, one object per mutation, matched by \"id\" or by
+\"source\" and \"sequence\", holding the payload as \"payload\" (UTF-8 text) or
+\"payload_base64\". A payload whose digest differs from the recorded payload_digest stops the
+replay before the reducer starts.";
+
+pub const HELP: &str = "\
+Examples:
+  stateledger replay --proof proof.json --trust policy.json --payloads payloads.jsonl \\
+      --reducer './my-reducer --from-stdin'
+  stateledger replay --proof proof.json --trust policy.json --payloads payloads.jsonl \\
+      --reducer 'stateledger example-reducer' --output json
+
+Exit status:
+  0  every mutation replayed and every recorded state digest matched
+  1  the replay diverged (the first divergence is named: payload missing, payload digest,
+     or state digest)
+  2  it could not run: the proof does not verify, unreadable files, the reducer failed";
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
@@ -37,12 +76,14 @@ pub struct ReplayArgs {
     /// Trust policy to verify the proof against.
     #[arg(long)]
     pub trust: PathBuf,
-    /// Payloads (JSONL).
+    /// Payloads (JSON lines: id or source+sequence, and payload or payload_base64).
     #[arg(long)]
     pub payloads: PathBuf,
-    /// The deterministic reducer command (run with `sh -c`).
+    /// The deterministic reducer command (run with `sh -c`; protocol above).
     #[arg(long)]
     pub reducer: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// One line of the payloads file.
@@ -75,8 +116,8 @@ struct ReducerLine {
     state_digest: String,
 }
 
-/// The result of a replay.
-#[derive(Debug)]
+/// The result of a replay (`--output json` prints it as is; docs/CLI.md).
+#[derive(Debug, Serialize)]
 pub struct ReplayOutcome {
     pub mutations: usize,
     pub digests_checked: usize,
@@ -207,7 +248,9 @@ pub fn replay(
     let mut stdout = BufReader::new(child.stdout.take().context("reducer stdout")?);
     let mut checked = 0;
     let mut divergence = None;
+    let progress = Progress::bar(events.len() as u64, "replaying mutations");
     for (e, m) in events.iter().zip(&state.mutations) {
+        progress.inc();
         writeln!(stdin, "{}", serde_json::to_string(e)?).context("the reducer stopped reading")?;
         stdin.flush().context("the reducer stopped reading")?;
         let mut line = String::new();
@@ -248,44 +291,46 @@ pub fn replay(
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let policy = TrustPolicy::from_json(
-        &std::fs::read(&args.trust)
-            .with_context(|| format!("cannot read {}", args.trust.display()))?,
-    )?;
-    let proof: StateProof = serde_json::from_slice(
-        &std::fs::read(&args.proof)
-            .with_context(|| format!("cannot read {}", args.proof.display()))?,
-    )
-    .with_context(|| format!("{} is not a state proof", args.proof.display()))?;
-    let summary = proof
-        .verify(&policy)
-        .map_err(|e| anyhow::anyhow!("the state proof does not verify ({}): {e}", e.check()))?;
+    let (_, summary) = super::verify::read_verified_state_proof(&args.proof, &args.trust)?;
     let payloads = Payloads::parse(
         &std::fs::read_to_string(&args.payloads)
-            .with_context(|| format!("cannot read {}", args.payloads.display()))?,
+            .with_context(|| format!("cannot read {} (--payloads)", args.payloads.display()))?,
     )?;
     let outcome = replay(&summary.state, &payloads, &args.reducer)?;
-    Ok(print_outcome(&outcome))
+    if args.output.is_json() {
+        super::output::json(&outcome)?;
+        return Ok(exit_code(&outcome));
+    }
+    print_outcome(&outcome)
+}
+
+fn exit_code(outcome: &ReplayOutcome) -> ExitCode {
+    match outcome.divergence {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::from(1),
+    }
 }
 
 /// Prints the outcome; the exit code is 1 on divergence.
-pub fn print_outcome(outcome: &ReplayOutcome) -> ExitCode {
+pub fn print_outcome(outcome: &ReplayOutcome) -> anyhow::Result<ExitCode> {
     match &outcome.divergence {
-        None => {
-            println!(
-                "replay OK: {} mutations replayed, {} recorded state digests match",
-                outcome.mutations, outcome.digests_checked
-            );
-            ExitCode::SUCCESS
-        }
-        Some(d) => {
-            println!(
-                "replay DIVERGED at mutation #{} (leaf {}, {}#{}): {} expected {}, actual {}",
-                d.mutation_index, d.leaf_index, d.source, d.sequence, d.what, d.expected, d.actual
-            );
-            ExitCode::from(1)
-        }
+        None => outln!(
+            "replay OK: {} mutations replayed, {} recorded state digests match",
+            outcome.mutations,
+            outcome.digests_checked
+        )?,
+        Some(d) => outln!(
+            "replay DIVERGED at mutation #{} (leaf {}, {}#{}): {} expected {}, actual {}",
+            d.mutation_index,
+            d.leaf_index,
+            d.source,
+            d.sequence,
+            d.what,
+            d.expected,
+            d.actual
+        )?,
     }
+    Ok(exit_code(outcome))
 }
 
 /// The example application state: counts of order events and the discounts a seeded RNG gave.

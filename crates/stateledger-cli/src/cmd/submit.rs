@@ -3,26 +3,63 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use stateledger_core::note::NoteSigner;
-use stateledger_core::record::{pb, Body};
+use stateledger_core::record::pb;
 
+use stateledger_client::{policy, ClientError};
+
+use super::output::OutputArgs;
 use super::profile::ProfileArgs;
+use crate::{errln, outln};
+
+pub const SUBMIT_HELP: &str = "\
+Examples:
+  stateledger collect code --system orders-service --repo . | stateledger submit --key keys/orders-collector.key
+  stateledger submit --key keys/orders-collector.key records.jsonl --out receipts/
+  stateledger submit --key keys/orders-collector.key --no-receipts records.json
+
+Input: records as JSON (the output of `stateledger collect`), one object per line or one array;
+all are appended or none. Output: one verified receipt per record (JSON lines, docs/PROOFS.md
+§7.1), or with --no-receipts one {\"leaf_index\", \"ledger_time\"} per record; the same in
+both output formats.
+
+Exit status:
+  0  every record was appended (and its receipt verified)
+  2  none was: invalid records, a writer without a grant (the fix is named), no answer within
+     --timeout";
+
+pub const GRANT_HELP: &str = "\
+Examples:
+  stateledger keygen --name orders-collector --out keys
+  stateledger grant --system orders-service --writer keys/orders-collector.pub
+  stateledger grant --system orders-service --writer keys/orders-collector.pub --revoke
+  stateledger grant --system orders-service --writer 'orders-collector+1a2b3c4d+AU...' --output json
+
+The grant is a policy record signed with the admin key (--admin-key, or the profile's
+admin_signing_key).
+
+Exit status:
+  0  the grant (or revocation) was appended
+  2  it was not: no admin key, a key that is not an admin key, no answer within --timeout";
 
 #[derive(clap::Args, Debug)]
 pub struct SubmitArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Writer key (C2SP signer key file from `stateledger keygen`).
     #[arg(long)]
     pub key: PathBuf,
     /// Records as JSON: one object per line, or one JSON array. "-" (default) reads stdin.
     #[arg(default_value = "-")]
     pub file: PathBuf,
-    /// Fill in observed_at_unix_nanos with the current time when a record has none.
-    #[arg(long, default_value_t = true)]
+    /// Fill in observed_at_unix_nanos with the current time when a record has none
+    /// (--stamp false leaves such records invalid).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub stamp: bool,
     /// Do not wait for receipts; print only leaf indexes.
     #[arg(long)]
@@ -36,6 +73,8 @@ pub struct SubmitArgs {
 pub struct GrantArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The system the writer may append for.
     #[arg(long)]
     pub system: String,
@@ -101,13 +140,34 @@ pub fn run_submit(args: SubmitArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let profile = args.profile.load()?;
-    let client = profile.client(Duration::from_secs(30))?;
-    super::runtime()?.block_on(async move {
-        let submitted = client
+    let cluster = args.profile.connect()?;
+    let systems: Vec<String> = {
+        let mut s: Vec<String> = records.iter().map(|r| r.system.clone()).collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    super::runtime()?.block_on(async {
+        let submitted = match cluster
+            .client
             .sign_and_submit(records, signer.signing_key())
-            .await?;
-        eprintln!(
+            .await
+        {
+            Ok(s) => s,
+            Err(ClientError::Rejected {
+                code: tonic::Code::PermissionDenied,
+                message,
+            }) => return Err(not_granted(&signer, &args.key, &systems, &message)),
+            Err(e) => {
+                return Err(super::profile::explain(
+                    e,
+                    "the records to be appended",
+                    &cluster.profile.endpoints,
+                    cluster.timeout,
+                ))
+            }
+        };
+        errln!(
             "appended {} records (leaves {}..={})",
             submitted.len(),
             submitted[0].index,
@@ -115,26 +175,69 @@ pub fn run_submit(args: SubmitArgs) -> anyhow::Result<()> {
         );
         for s in submitted {
             if args.no_receipts {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"leaf_index": s.index, "ledger_time": s.ledger_time})
-                );
+                )?;
                 continue;
             }
-            let (receipt, _) = client.receipt(s.index, Duration::from_secs(10)).await?;
-            let json = serde_json::to_string_pretty(&receipt)?;
+            let (receipt, _) = cluster
+                .wait(
+                    &format!("the receipt of leaf {}", s.index),
+                    cluster.client.receipt(s.index, cluster.server_wait()),
+                )
+                .await?;
             match &args.out {
                 Some(dir) => {
-                    std::fs::create_dir_all(dir)?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {} (--out)", dir.display()))?;
                     let path = dir.join(format!("receipt-{}.json", s.index));
-                    std::fs::write(&path, format!("{json}\n"))?;
-                    eprintln!("wrote {}", path.display());
+                    std::fs::write(
+                        &path,
+                        format!("{}\n", serde_json::to_string_pretty(&receipt)?),
+                    )
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                    errln!("wrote {}", path.display());
                 }
-                None => println!("{}", serde_json::to_string(&receipt)?),
+                None => outln!("{}", serde_json::to_string(&receipt)?)?,
             }
         }
         Ok(())
     })
+}
+
+/// A submission refused because the writer holds no grant: said with the writer's name and the
+/// command that fixes it (the node knows only the key).
+fn not_granted(
+    signer: &NoteSigner,
+    key_path: &std::path::Path,
+    systems: &[String],
+    node_message: &str,
+) -> anyhow::Error {
+    let verifier = signer.verifier();
+    let pub_file = key_path.with_extension("pub");
+    let writer_arg = if pub_file.exists() {
+        pub_file.display().to_string()
+    } else {
+        format!("'{}'", verifier.to_text())
+    };
+    let fixes = systems
+        .iter()
+        .map(|s| format!("`stateledger grant --system {s} --writer {writer_arg}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    anyhow::anyhow!(
+        "writer {:?} (key {}, from --key {}) may not append records for {}: the ledger refused \
+         them ({node_message}); an admin grants it with {fixes}",
+        verifier.name,
+        hex::encode(verifier.key.to_bytes()),
+        key_path.display(),
+        systems
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 pub fn run_grant(args: GrantArgs) -> anyhow::Result<()> {
@@ -143,38 +246,40 @@ pub fn run_grant(args: GrantArgs) -> anyhow::Result<()> {
         .admin_key
         .clone()
         .or(profile.admin_signing_key.clone())
-        .context("no admin key: pass --admin-key or set admin_signing_key in the profile")?;
+        .context("no admin key: pass --admin-key FILE or set admin_signing_key in the profile")?;
     let admin = read_signer(&admin_key)?;
-    let writer = super::cluster::read_vkey(&args.writer)?;
-    let grant = pb::WriterGrant {
-        writer_key: writer.key.to_bytes().to_vec(),
-        writer_name: writer.name.clone(),
-    };
-    let change = if args.revoke {
-        pb::policy::Change::Revoke(grant)
+    let writer = super::cluster::read_vkey(&args.writer).context("--writer")?;
+    let record = if args.revoke {
+        policy::revoke(&args.system, &writer, now_nanos())
     } else {
-        pb::policy::Change::Grant(grant)
+        policy::grant(&args.system, &writer, now_nanos())
     };
-    let record = pb::Record {
-        system: args.system.clone(),
-        scope: String::new(),
-        observed_at_unix_nanos: now_nanos(),
-        body: Some(Body::Policy(pb::Policy {
-            change: Some(change),
-        })),
-    };
-    let client = profile.client(Duration::from_secs(30))?;
-    super::runtime()?.block_on(async move {
-        let s = client
-            .sign_and_submit(vec![record], admin.signing_key())
-            .await?;
-        println!(
-            "{} {} for system {:?} at leaf {}",
-            if args.revoke { "revoked" } else { "granted" },
-            writer.name,
-            args.system,
-            s[0].index
-        );
-        Ok(())
-    })
+    let cluster = args.profile.connect()?;
+    let appended = super::runtime()?.block_on(async {
+        cluster
+            .wait(
+                "the policy record to be appended",
+                cluster
+                    .client
+                    .sign_and_submit(vec![record], admin.signing_key()),
+            )
+            .await
+    })?;
+    let action = if args.revoke { "revoked" } else { "granted" };
+    if args.output.is_json() {
+        return super::output::json(&serde_json::json!({
+            "action": action,
+            "system": args.system,
+            "writer": writer.name,
+            "writer_key": writer.to_text(),
+            "leaf_index": appended[0].index,
+            "ledger_time": appended[0].ledger_time,
+        }));
+    }
+    outln!(
+        "{action} {} for system {:?} at leaf {}",
+        writer.name,
+        args.system,
+        appended[0].index
+    )
 }

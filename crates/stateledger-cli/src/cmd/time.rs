@@ -1,11 +1,15 @@
 //! Times on the command line: RFC 3339 ("2026-11-25T10:00:00Z"), nanoseconds since the Unix
-//! epoch, or "now".
+//! epoch, or "now". [`parse_time`] is a clap value parser, so a bad time is reported once, with
+//! the flag that carries it.
 
-use anyhow::{bail, Context as _};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-pub fn parse_time(text: &str) -> anyhow::Result<u64> {
+/// What a time flag accepts, for help texts and errors.
+pub const TIME_FORMS: &str =
+    "RFC 3339 (e.g. 2026-11-25T10:00:00Z), nanoseconds since the Unix epoch, or \"now\"";
+
+pub fn parse_time(text: &str) -> Result<u64, String> {
     let text = text.trim();
     if text == "now" {
         return Ok(super::submit::now_nanos());
@@ -13,14 +17,16 @@ pub fn parse_time(text: &str) -> anyhow::Result<u64> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text
             .parse()
-            .context("time in nanoseconds does not fit in 64 bits");
+            .map_err(|_| format!("{text} nanoseconds do not fit in 64 bits"));
     }
-    let t = OffsetDateTime::parse(text, &Rfc3339).with_context(|| {
-        format!("{text:?} is not RFC 3339 (e.g. 2026-11-25T10:00:00Z), nanoseconds, or \"now\"")
-    })?;
+    // The time crate's errors repeat their message in their source chain: only the top one.
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("{text:?} is not a time ({e}); write {TIME_FORMS}"))?;
     let nanos = t.unix_timestamp_nanos();
     if nanos < 0 || nanos > i128::from(u64::MAX) {
-        bail!("{text:?} is outside the range of ledger time");
+        return Err(format!(
+            "{text:?} is outside the range of ledger time (1970 to 2554)"
+        ));
     }
     Ok(nanos as u64)
 }
@@ -51,5 +57,12 @@ mod tests {
             format_time(1_700_000_000_000_000_000),
             "2023-11-14T22:13:20Z"
         );
+    }
+
+    #[test]
+    fn a_bad_time_is_explained_once() {
+        let e = parse_time("2026-13-01T00:00:00Z").expect_err("month 13");
+        assert_eq!(e.matches("month").count(), 1, "{e}");
+        assert!(e.contains("RFC 3339"), "{e}");
     }
 }

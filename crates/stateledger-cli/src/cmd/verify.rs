@@ -11,24 +11,44 @@ use anyhow::Context as _;
 use stateledger_core::documents::{Document, Verified};
 use stateledger_core::limits::DOCUMENT_BYTES_MAX;
 use stateledger_core::record::Dimension;
+use stateledger_core::state::{StateProof, StateProofSummary};
 use stateledger_core::trust::TrustPolicy;
+
+use super::output::OutputArgs;
+use crate::outln;
+
+pub const HELP: &str = "\
+Examples:
+  stateledger verify --trust policy.json receipt.json
+  stateledger verify --trust policy.json --output json proof.json
+  stateledger verify --trust policy.json --system orders-service --at 2026-11-25T10:00:00Z proof.json
+  stateledger checkpoint | stateledger verify --trust policy.json -
+
+Output: `OK <kind>: <summary>` or `FAILED <check>: <reason>`; with --output json
+{\"ok\": true, \"kind\", \"summary\"} or {\"ok\": false, \"check\", \"error\"}. The checks are
+listed in docs/PROOFS.md §7.
+
+Exit status:
+  0  the document verifies (and is about --system at --at, when given)
+  1  it does not: the failed check is named
+  2  the command could not run: unreadable file, invalid trust policy, bad --at, or
+     --system/--at given for a document that is not a state proof";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Trust policy JSON: origin, trusted node keys and threshold.
     #[arg(long)]
     trust: PathBuf,
-    /// Print a JSON verdict instead of a line of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
     /// State proofs: the system the proof must be about (a valid proof about another system
     /// fails the `expectation` check).
     #[arg(long)]
     system: Option<String>,
     /// State proofs: the time T the proof must be for (RFC 3339 or Unix nanoseconds); a valid
     /// proof for another T fails the `expectation` check.
-    #[arg(long)]
-    at: Option<String>,
+    #[arg(long, value_parser = super::time::parse_time)]
+    at: Option<u64>,
     /// The document: a receipt, consistency proof or state proof (JSON), or a checkpoint note.
     /// "-" reads standard input.
     file: PathBuf,
@@ -52,15 +72,37 @@ fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads and checks a trust policy file (`--trust`).
+pub fn read_policy(path: &PathBuf) -> anyhow::Result<TrustPolicy> {
+    let bytes = read_input(path)?;
+    TrustPolicy::from_json(&bytes)
+        .with_context(|| format!("invalid trust policy {} (--trust)", path.display()))
+}
+
+/// Reads a state proof file and verifies it against the trust policy file (`--trust`): what
+/// `report` and `replay` start from.
+pub fn read_verified_state_proof(
+    proof: &PathBuf,
+    trust: &PathBuf,
+) -> anyhow::Result<(StateProof, StateProofSummary)> {
+    let policy = read_policy(trust)?;
+    let bytes = read_input(proof)?;
+    let parsed: StateProof = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a state proof", proof.display()))?;
+    let summary = parsed.verify(&policy).map_err(|e| {
+        anyhow::anyhow!(
+            "{} does not verify against {} ({}): {e}",
+            proof.display(),
+            trust.display(),
+            e.check()
+        )
+    })?;
+    Ok((parsed, summary))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let policy_bytes = read_input(&args.trust)?;
-    let policy = TrustPolicy::from_json(&policy_bytes)
-        .with_context(|| format!("invalid trust policy {}", args.trust.display()))?;
-    let at = args
-        .at
-        .as_deref()
-        .map(super::time::parse_time)
-        .transpose()?;
+    let policy = read_policy(&args.trust)?;
+    let at = args.at;
     let bytes = read_input(&args.file)?;
     let outcome = Document::parse(&bytes).and_then(|d| d.verify(&policy));
     let unmet = match &outcome {
@@ -68,37 +110,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(_) => None,
     };
     if let Some(reason) = unmet {
-        if args.json {
-            println!(
+        if args.output.is_json() {
+            outln!(
                 "{}",
                 serde_json::json!({"ok": false, "check": "expectation", "error": reason})
-            );
+            )?;
         } else {
-            println!("FAILED expectation: {reason}");
+            outln!("FAILED expectation: {reason}")?;
         }
         return Ok(ExitCode::from(1));
     }
     match outcome {
         Ok(verified) => {
             let (kind, summary) = describe(&verified, &policy);
-            if args.json {
-                println!(
+            if args.output.is_json() {
+                outln!(
                     "{}",
                     serde_json::json!({"ok": true, "kind": kind, "summary": summary})
-                );
+                )?;
             } else {
-                println!("OK {kind}: {summary}");
+                outln!("OK {kind}: {summary}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            if args.json {
-                println!(
+            if args.output.is_json() {
+                outln!(
                     "{}",
                     serde_json::json!({"ok": false, "check": e.check(), "error": e.to_string()})
-                );
+                )?;
             } else {
-                println!("FAILED {}: {e}", e.check());
+                outln!("FAILED {}: {e}", e.check())?;
             }
             Ok(ExitCode::from(1))
         }

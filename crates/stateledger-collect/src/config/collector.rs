@@ -14,7 +14,10 @@ use stateledger_core::record::{pb, Body};
 use super::error::{ConfigError, ConfigRejection};
 use super::placeholder::{find_placeholders, PlaceholderForm};
 use super::salt::Salt;
-use super::secret::{content_looks_secret, file_name_looks_secret, name_looks_secret};
+use super::secret::{
+    content_looks_secret, file_name_looks_secret, key_holds_credential, name_looks_secret,
+};
+use super::structured::{flatten, Format};
 use crate::digest::sha256_digest;
 use crate::limits::{
     CONFIG_DIR_DEPTH_MAX, CONFIG_FILE_BYTES_MAX, CONFIG_SNAPSHOT_BYTES_MAX,
@@ -204,6 +207,20 @@ impl ConfigCollector {
         build(self, gather.items, salt)
     }
 }
+
+/// A key of a structured file, as it will be recorded.
+#[derive(Debug)]
+struct FileKey {
+    /// `file:<path>#<key path>`.
+    entry_key: String,
+    /// The key path and its last name, for user patterns.
+    names: Vec<String>,
+    value: String,
+    secret: Option<String>,
+}
+
+/// The source of an entry holding one key of a structured file.
+const KEY_SOURCE: &str = "key";
 
 /// A value gathered for the snapshot.
 #[derive(Debug)]
@@ -448,15 +465,44 @@ impl<'c> Gather<'c> {
         };
         let base = base_name(path);
         let names = vec![path_text.to_string(), base.clone()];
-        let secret = if !matches(&self.patterns.secret, &key, &names)
-            && !matches(&self.patterns.not_secret, &key, &names)
-            && file_name_looks_secret(&base)
-        {
+        let listed = matches(&self.patterns.secret, &key, &names);
+        let not_secret = matches(&self.patterns.not_secret, &key, &names);
+        let text = std::str::from_utf8(&bytes).ok();
+        let dirs: Vec<&str> = dir_names.iter().map(String::as_str).collect();
+        // Secret as a whole: listed, or by its own or its directories' names.
+        let whole = if listed {
+            Some("listed as secret".to_string())
+        } else if not_secret {
+            None
+        } else if file_name_looks_secret(&base) {
             Some(format!("file name {base:?} looks secret"))
         } else {
-            let dirs: Vec<&str> = dir_names.iter().map(String::as_str).collect();
-            self.secret_reason(&key, &names, &dirs, std::str::from_utf8(&bytes).ok())
+            dirs.iter()
+                .find(|n| name_looks_secret(n))
+                .map(|n| format!("name {n:?} looks secret"))
         };
+        let mut unsplit = None;
+        if let (None, false, Some(format), Some(text)) =
+            (&whole, not_secret, Format::of(path), text)
+        {
+            match self.secret_keys(&key, format, text) {
+                Ok(keys) if keys.iter().any(|k| k.secret.is_some()) => {
+                    return self.insert_split(key, source, bytes, names, keys);
+                }
+                Ok(_) => {}
+                Err(why) => unsplit = Some(format!("it was not read as {} ({why})", format.name())),
+            }
+        }
+        let secret = whole.or_else(|| {
+            if not_secret {
+                return None;
+            }
+            let reason = text.and_then(content_looks_secret)?;
+            Some(match &unsplit {
+                Some(why) => format!("{reason}; recorded whole because {why}"),
+                None => reason,
+            })
+        });
         self.insert(
             key,
             Item {
@@ -466,6 +512,89 @@ impl<'c> Gather<'c> {
                 names,
             },
         )
+    }
+
+    /// The keys of a structured file and which of them are secret (see `secret.rs`).
+    fn secret_keys(
+        &self,
+        file_key: &str,
+        format: Format,
+        text: &str,
+    ) -> Result<Vec<FileKey>, String> {
+        Ok(flatten(format, text)?
+            .into_iter()
+            .map(|(path, value)| {
+                let entry_key = format!("{file_key}#{path}");
+                // The last name of `a.b[2].c` is `c`; of `list[0]`, `list`.
+                let last = path
+                    .rsplit('.')
+                    .next()
+                    .and_then(|s| s.split('[').next())
+                    .unwrap_or(&path)
+                    .to_string();
+                let names = vec![path.clone(), last.clone()];
+                let secret = if matches(&self.patterns.secret, &entry_key, &names) {
+                    Some("listed as secret".to_string())
+                } else if matches(&self.patterns.not_secret, &entry_key, &names) {
+                    None
+                } else if key_holds_credential(&last, &value) {
+                    Some(format!("key {path:?} holds a credential"))
+                } else {
+                    content_looks_secret(&value).map(|r| format!("key {path:?}: {r}"))
+                };
+                FileKey {
+                    entry_key,
+                    names,
+                    value,
+                    secret,
+                }
+            })
+            .collect())
+    }
+
+    /// Records a structured file with secret keys: the file itself redacted, and every key as its
+    /// own entry (source `key`), redacted when secret and in clear otherwise.
+    fn insert_split(
+        &mut self,
+        key: String,
+        source: &'static str,
+        bytes: Vec<u8>,
+        names: Vec<String>,
+        keys: Vec<FileKey>,
+    ) -> Result<(), ConfigError> {
+        let secret: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.secret.is_some())
+            .map(|k| k.entry_key.rsplit_once('#').map_or("", |(_, p)| p))
+            .collect();
+        let reason = format!(
+            "{} {} secret; the file is also recorded key by key ({} entries, {} redacted)",
+            if secret.len() == 1 { "key" } else { "keys" },
+            secret.join(", "),
+            keys.len(),
+            secret.len()
+        );
+        self.insert(
+            key,
+            Item {
+                source,
+                bytes,
+                secret: Some(reason),
+                names,
+            },
+        )?;
+        for k in keys {
+            self.insert(
+                k.entry_key,
+                Item {
+                    source: KEY_SOURCE,
+                    bytes: k.value.into_bytes(),
+                    secret: k.secret,
+                    names: k.names,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     fn walk(
@@ -535,8 +664,10 @@ impl<'c> Gather<'c> {
             let Some(item) = self.items.get(&key) else {
                 continue;
             };
-            if matches(&self.patterns.no_placeholder_check, &key, &item.names) {
-                continue;
+            if matches(&self.patterns.no_placeholder_check, &key, &item.names)
+                || item.source == KEY_SOURCE
+            {
+                continue; // a key's placeholders are its file's, checked with the file
             }
             let Ok(text) = std::str::from_utf8(&item.bytes) else {
                 continue; // binary content has no placeholders to resolve

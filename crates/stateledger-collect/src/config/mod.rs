@@ -7,6 +7,7 @@ mod error;
 pub mod placeholder;
 mod salt;
 pub mod secret;
+pub mod structured;
 
 pub use collector::{ConfigCollection, ConfigCollector, Redaction};
 pub use error::{ConfigError, ConfigRejection};

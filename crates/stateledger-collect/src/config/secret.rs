@@ -16,6 +16,14 @@
 //! Rules 2 and 3 are heuristics and err on the side of redacting; a pattern the user marks "not
 //! secret" overrides them (never rule 1). Redacting too much loses only the clear value, which
 //! the digest still pins down.
+//!
+//! **Structured files** (TOML, YAML, JSON, .env, INI; `structured.rs`) are judged key by key:
+//! a key is secret when a user pattern matches its entry key (`file:<path>#<key path>`), its
+//! key path (`db.password`) or its last name (`password`), or when rule 3 judges `name: value`
+//! secret. A file with a secret key is recorded redacted as a whole *and* as one entry per key,
+//! the secret ones redacted, the others in clear; a file not secret by name or by a pattern on
+//! the file itself, in which no key is secret, stays whole and in clear. A structured file that
+//! cannot be read (YAML anchors, block scalars, ...) is judged whole, as any other file.
 
 /// Words that make a name secret when they appear as a word of it.
 pub const SECRET_WORDS: &[&str] = &[
@@ -173,10 +181,18 @@ fn secret_assignment(line: &str) -> Option<&str> {
         .trim_end_matches(',')
         .trim()
         .trim_matches(|c| c == '"' || c == '\'');
+    key_holds_credential(key, value).then_some(key)
+}
+
+/// Whether a key holding `value` is a credential, as rule 3 judges a line: the key names one
+/// and the value is not empty, null or only a placeholder. Also used for the keys of structured
+/// files, one by one.
+pub(crate) fn key_holds_credential(key: &str, value: &str) -> bool {
+    let value = value.trim();
     let empty = value.is_empty()
         || matches!(value, "null" | "~" | "nil" | "None" | "{" | "[" | "|" | ">")
         || is_only_placeholder(value);
-    (!empty && key_names_a_credential(key)).then_some(key)
+    !empty && key_names_a_credential(key)
 }
 
 /// Words that, followed by "key", name a key that is a credential (`signing_key`, `apiKey`).

@@ -483,6 +483,7 @@ fn secrets_are_redacted_and_provable() {
         .collect();
     let mut want = vec![
         key_of(&app),
+        format!("{}#db_password", key_of(&app)),
         key_of(&key_file),
         key_of(&limits),
         key_of(&secrets_dir.join("db")),
@@ -506,8 +507,15 @@ fn secrets_are_redacted_and_provable() {
     assert!(reasons.contains(&("env:DB_PASSWORD", "name \"DB_PASSWORD\" looks secret")));
     assert!(reasons.contains(&("env:DATABASE_URL", "line 1 holds a URL with a password")));
     assert!(reasons.contains(&("env:CUSTOMER_NAME", "listed as secret")));
+    // app.yaml holds one secret key: the file is redacted, and read key by key.
     let app_key = key_of(&app);
-    assert!(reasons.contains(&(app_key.as_str(), "line 2 sets \"db_password\"")));
+    assert!(reasons.contains(&(
+        app_key.as_str(),
+        "key db_password secret; the file is also recorded key by key (2 entries, 1 redacted)"
+    )));
+    let port = entry(s, &format!("{app_key}#port"));
+    assert_eq!((port.value.as_str(), port.source.as_str()), ("8080", "key"));
+    assert_eq!(port.digest, sha256_digest(b"8080"));
 
     // Redacted: no value, an hmac digest a holder of the value can verify with the salt.
     let e = entry(s, "env:DB_PASSWORD");
@@ -598,4 +606,105 @@ fn invalid_version_and_variables_are_rejected() {
         &rejected(&collector(&[]).var("", "1"))[..],
         [ConfigError::InvalidVariable { .. }]
     ));
+}
+
+/// A structured file holding one secret is recorded key by key: the secret keys redacted (and
+/// provable), the others in clear; TOML, YAML, JSON, .env and INI alike.
+#[test]
+fn structured_files_are_redacted_per_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "app.toml",
+            "listen = \"0.0.0.0:8080\"\n[db]\nhost = \"db.internal\"\npassword = \"hunter2\"\n",
+            "db.password",
+            &[("listen", "0.0.0.0:8080"), ("db.host", "db.internal")][..],
+        ),
+        (
+            "app.yaml",
+            "listen: 0.0.0.0:8080\ndb:\n  host: db.internal\n  password: hunter2\n",
+            "db.password",
+            &[("listen", "0.0.0.0:8080"), ("db.host", "db.internal")][..],
+        ),
+        (
+            "app.json",
+            "{\"listen\": \"0.0.0.0:8080\", \"db\": {\"host\": \"db.internal\", \"apiKey\": \"hunter2\"}}",
+            "db.apiKey",
+            &[("listen", "0.0.0.0:8080"), ("db.host", "db.internal")][..],
+        ),
+        (
+            ".env",
+            "LISTEN=0.0.0.0:8080\nDB_HOST=db.internal\nDB_PASSWORD=hunter2\n",
+            "DB_PASSWORD",
+            &[("LISTEN", "0.0.0.0:8080"), ("DB_HOST", "db.internal")][..],
+        ),
+        (
+            "app.ini",
+            "listen = 0.0.0.0:8080\n[db]\nhost = db.internal\npassword = hunter2\n",
+            "db.password",
+            &[("listen", "0.0.0.0:8080"), ("db.host", "db.internal")][..],
+        ),
+    ];
+    for (name, text, secret_key, visible) in cases {
+        let dir = tmp.path().join(name.trim_start_matches('.'));
+        let file = write(&dir, name, text);
+        let out = collector(&[]).file(&file).collect().expect("complete");
+        let s = &out.snapshot;
+        let key = key_of(&file);
+        assert!(entry(s, &key).redacted, "{name}: the file as a whole");
+        let secret = entry(s, &format!("{key}#{secret_key}"));
+        assert!(secret.redacted && secret.value.is_empty(), "{name}");
+        assert_eq!(
+            verify_redacted(b"hunter2", &out.salt, &secret.digest),
+            Ok(())
+        );
+        for (k, v) in visible {
+            let e = entry(s, &format!("{key}#{k}"));
+            assert_eq!((e.redacted, e.value.as_str()), (false, *v), "{name} {k}");
+        }
+        let json = record_json(s); // the record validates
+        assert!(!json.contains("hunter2"), "{name}: the secret leaked");
+        assert!(
+            !json.contains(&sha256_digest(b"hunter2")),
+            "{name}: its plain hash leaked"
+        );
+    }
+}
+
+/// `--secret` matches a key inside a structured file (its key path or last name); a file with
+/// no secret key stays whole and in clear; one that cannot be read key by key stays whole and
+/// redacted, saying why.
+#[test]
+fn secret_patterns_reach_inside_files_and_unreadable_ones_stay_whole() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plain = write(
+        tmp.path(),
+        "plain.toml",
+        "listen = \"a\"\ndb_host = \"b\"\n",
+    );
+    let out = collector(&[]).file(&plain).collect().expect("complete");
+    assert!(!entry(&out.snapshot, &key_of(&plain)).redacted);
+    assert_eq!(out.snapshot.entries.len(), 1, "no secret key: not split");
+
+    let out = collector(&[])
+        .file(&plain)
+        .secret("db_host")
+        .collect()
+        .expect("complete");
+    let key = key_of(&plain);
+    assert!(entry(&out.snapshot, &format!("{key}#db_host")).redacted);
+    assert!(!entry(&out.snapshot, &format!("{key}#listen")).redacted);
+
+    let block = write(
+        tmp.path(),
+        "block.yaml",
+        "name: x\nnote: |\n  password: hunter2\n",
+    );
+    let out = collector(&[]).file(&block).collect().expect("complete");
+    assert_eq!(out.snapshot.entries.len(), 1, "not split");
+    let reason = &out.redactions[0].reason;
+    assert!(
+        reason.contains("recorded whole because it was not read as YAML"),
+        "{reason}"
+    );
 }

@@ -14,7 +14,10 @@ pub use container::{
     detect_container, detect_container_in, parse_image_digest, ContainerDetection,
 };
 pub use runtimes::{default_runtime_probes, parse_version, probe_runtimes, RuntimeProbe};
-pub use time_source::{parse_chronyc_tracking, parse_timedatectl_show, probe_time_source};
+pub use time_source::{
+    parse_adjtimex_print, parse_chronyc_tracking, parse_ntptime, parse_timedatectl_show,
+    probe_time_source,
+};
 
 use crate::command::Subprocess;
 use crate::limits::{RUNTIME_PROBE_TIMEOUT, TIME_SOURCE_PROBE_TIMEOUT};

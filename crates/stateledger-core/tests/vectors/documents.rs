@@ -46,7 +46,7 @@ pub struct Log {
 }
 
 impl Log {
-    fn new() -> Log {
+    pub(super) fn new() -> Log {
         let mut heads = HeadMap::new();
         Log {
             leaves: Vec::new(),
@@ -59,7 +59,7 @@ impl Log {
     }
 
     /// Appends a leaf for `record_bytes` signed (or not) as given, at the next index.
-    fn append(
+    pub(super) fn append(
         &mut self,
         system: &str,
         time_offset_ns: u64,
@@ -108,8 +108,18 @@ impl Log {
         }
     }
 
-    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
+    pub(super) fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
         inclusion_proof(&self.store, LeafIndex(index), TreeSize(size)).expect("index < size")
+    }
+
+    /// The head proof of `system` in the head map of the whole log.
+    pub(super) fn head_proof(&mut self, system: &str) -> stateledger_core::heads::HeadProof {
+        self.heads.prove(&SystemKey::of(system))
+    }
+
+    /// The head map of the whole log.
+    pub(super) fn heads(&self) -> &HeadMap {
+        &self.heads
     }
 
     fn consistency(&self, old: u64, new: u64) -> Vec<Hash> {
@@ -213,7 +223,7 @@ fn huge_checkpoint(log: &Log) -> String {
     sign(&cp, &[&node(1), &node(2)])
 }
 
-fn sign(cp: &Checkpoint, signers: &[&NoteSigner]) -> String {
+pub(super) fn sign(cp: &Checkpoint, signers: &[&NoteSigner]) -> String {
     Note::sign(&cp.to_text(), signers).to_text()
 }
 
@@ -223,7 +233,7 @@ fn signed_main(log: &Log, size: u64) -> String {
 }
 
 /// Flips one bit of the signature on signature line `line` (0-based) of a note.
-fn flip_signature(note: &str, line: usize) -> String {
+pub(super) fn flip_signature(note: &str, line: usize) -> String {
     let mut n = Note::parse(note.as_bytes()).expect("a valid note");
     n.signatures[line].signature[17] ^= 0x20;
     n.to_text()
@@ -236,7 +246,7 @@ fn flip_base64_hash(b64: &str) -> String {
     format!("{first}{}", &b64[1..])
 }
 
-fn case(name: &str, kind: &str, document: String, check: Option<&str>) -> DocumentCase {
+pub(super) fn case(name: &str, kind: &str, document: String, check: Option<&str>) -> DocumentCase {
     DocumentCase {
         name: name.to_string(),
         kind: kind.to_string(),
@@ -246,11 +256,11 @@ fn case(name: &str, kind: &str, document: String, check: Option<&str>) -> Docume
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("serializes")
 }
 
-fn finish(description: &str, cases: Vec<DocumentCase>) -> DocumentsFile {
+pub(super) fn finish(description: &str, cases: Vec<DocumentCase>) -> DocumentsFile {
     let policy = super::keys::trust_policy();
     for c in &cases {
         assert_document_case(&policy, c);
@@ -272,7 +282,7 @@ pub fn checkpoints_file() -> DocumentsFile {
     let mut cases = vec![
         case("size 9 signed by node-1 and node-2", K, good.clone(), None),
         case(
-            "size 9 signed by all three trusted nodes",
+            "size 9 signed by node-1, node-2 and node-3",
             K,
             sign(&cp9, &[&n1, &n2, &n3]),
             None,
@@ -281,6 +291,12 @@ pub fn checkpoints_file() -> DocumentsFile {
             "size 9 signed by node-3, node-2 and the untrusted node-4 (ignored)",
             K,
             sign(&cp9, &[&n3, &n2, &n4]),
+            None,
+        ),
+        case(
+            "size 9 signed by node-1 and node-8 (node-8's key text has a '+' in its base64)",
+            K,
+            sign(&cp9, &[&n1, &node(8)]),
             None,
         ),
         case(
@@ -452,7 +468,7 @@ pub fn checkpoints_file() -> DocumentsFile {
     ));
     finish(
         "Checkpoint notes (C2SP signed notes with a tlog-checkpoint body and a time and heads \
-         line) of the main log, to verify against trust_policy.json (node-1..node-3, \
+         line) of the main log, to verify against trust_policy.json (node-1..node-3 and node-8, \
          threshold 2). document is the note text exactly; check is the failed check \
          stateledger verify names.",
         cases,

@@ -14,7 +14,9 @@ pub const THRESHOLD: usize = 2;
 /// Ledger time of leaf 0 (2025-11-24T16:00:00Z); leaf i gets `LEDGER_TIME_0 + i * 1_000_000`.
 pub const LEDGER_TIME_0: u64 = 1_764_000_000_000_000_000;
 
-/// Node `i` (1..=3 trusted, 4 untrusted): name `node-<i>`, ed25519 seed 32 bytes of `i`.
+/// Node `i` (1..=3 and 8 trusted, 4 untrusted): name `node-<i>`, ed25519 seed 32 bytes of `i`.
+/// node-8's verifier key text has a `+` inside its base64 (`...Zl+QWvRfZPK`): a verifier must
+/// split key texts at their first two `+` only (docs/PROOFS.md §4.2).
 pub fn node(i: u8) -> NoteSigner {
     NoteSigner::from_seed(&format!("node-{i}"), &[i; 32]).expect("valid key name")
 }
@@ -39,12 +41,15 @@ pub fn admin() -> SigningKey {
     SigningKey::from_bytes(&[0x30; 32])
 }
 
-/// node-1..node-3, threshold 2, [`ORIGIN`].
+/// The trusted nodes.
+pub const TRUSTED: [u8; 4] = [1, 2, 3, 8];
+
+/// node-1..node-3 and node-8, threshold 2, [`ORIGIN`].
 pub fn trust_policy() -> TrustPolicy {
     TrustPolicy::new(
         ORIGIN,
         THRESHOLD,
-        (1..=3).map(|i| node(i).verifier()).collect(),
+        TRUSTED.iter().map(|&i| node(i).verifier()).collect(),
     )
     .expect("valid policy")
 }

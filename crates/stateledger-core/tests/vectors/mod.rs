@@ -7,6 +7,7 @@ pub mod keys;
 pub mod merkle;
 pub mod records;
 pub mod schema;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -50,5 +51,7 @@ pub fn generate() -> Vec<(&'static str, String)> {
             "consistency_documents.json",
             to_json(&documents::consistency_documents_file()),
         ),
+        ("state_proofs.json", to_json(&state::state_proofs_file())),
+        ("head_proofs.json", to_json(&state::head_proofs_file())),
     ]
 }

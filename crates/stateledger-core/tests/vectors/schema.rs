@@ -138,3 +138,30 @@ pub struct DocumentCase {
     /// The failed check `stateledger verify` must name (`VerifyError::check()`); null when valid.
     pub check: Option<String>,
 }
+
+/// `head_proofs.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadProofsFile {
+    pub description: String,
+    pub cases: Vec<HeadProofCase>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadProofCase {
+    pub name: String,
+    /// The head-map root to verify against.
+    pub root: Hash,
+    /// The system asked about; `key` is `key(system)` (§5.1), given to check an implementation.
+    pub system: String,
+    pub key: Hash,
+    /// The proof in its JSON form (§5.4); a bad case may hold JSON that is not of that form.
+    pub proof: serde_json::Value,
+    pub valid: bool,
+    /// What a valid proof proves: the system's head, or null when it has no leaf. Null for a bad
+    /// case.
+    pub head: Option<stateledger_core::heads::Head>,
+    /// `TooDeep`, `TerminalOffPath`, `RootMismatch` or `Malformed`; null for a valid case.
+    pub error: Option<String>,
+}

@@ -21,6 +21,8 @@ use crate::sigcheck::SigJob;
 
 /// Most leaves one ListSystemEntries answer holds.
 pub const LIST_LIMIT_MAX: usize = 1000;
+/// Most names one ListSystemsNear answer holds.
+pub const SYSTEMS_NEAR_MAX: usize = 20;
 
 /// See the module comment.
 #[derive(Debug, Clone)]
@@ -228,6 +230,9 @@ impl pb::ledger_server::Ledger for LedgerService {
             );
             return Err(status);
         }
+        self.shared
+            .space
+            .note_accepted(records.iter().map(|r| r.record.len() as u64).sum());
         let mut group = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             if r.record.len() > RECORD_BYTES_MAX {
@@ -364,8 +369,12 @@ impl pb::ledger_server::Ledger for LedgerService {
                     checkpoint: note,
                 })),
                 Ok(None) => Err(Status::not_found(format!(
-                    "no checkpoint was published at size {}",
-                    r.at_size
+                    "no checkpoint was published at size {}; {}",
+                    r.at_size,
+                    self.shared
+                        .ledger
+                        .checkpoint_sizes_near(r.at_size)
+                        .map_err(|e| read_status(ReadError::Store(e)))?
                 ))),
                 Err(e) => Err(read_status(ReadError::Store(e))),
             };
@@ -462,6 +471,17 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn list_systems_near(
+        &self,
+        request: Request<pb::ListSystemsNearRequest>,
+    ) -> Result<Response<pb::ListSystemsNearResponse>, Status> {
+        let r = request.into_inner();
+        let limit = (r.limit as usize).clamp(1, SYSTEMS_NEAR_MAX);
+        Ok(Response::new(pb::ListSystemsNearResponse {
+            systems: self.shared.ledger.systems_near(&r.name, limit),
+        }))
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,
@@ -470,16 +490,11 @@ impl pb::ledger_server::Ledger for LedgerService {
         let metrics = shared.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<u64> = membership.voter_ids().collect();
-        let role = match metrics.state {
-            openraft::ServerState::Leader if shared.quorum_lease.is_lost() => {
-                "leader-without-quorum"
-            }
-            openraft::ServerState::Leader => "leader",
-            openraft::ServerState::Follower => "follower",
-            openraft::ServerState::Candidate => "candidate",
-            openraft::ServerState::Learner => "learner",
-            openraft::ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(
+            metrics.state,
+            membership.learner_ids().any(|id| id == shared.id),
+            shared.quorum_lease.is_lost(),
+        );
         let leader = shared.leader();
         let progress = shared.ledger.current_progress();
         let checkpoint_size = shared
@@ -519,6 +534,46 @@ impl pb::ledger_server::Ledger for LedgerService {
             disk_reserve_bytes: shared.space.measurement().reserve,
             disk_alarm: shared.space.write_refusal(&voters).unwrap_or_default(),
             origin: shared.ledger.origin().unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
         }))
+    }
+}
+
+/// The role a node reports. openraft calls every node a learner until it has received a
+/// membership, and a voter that has not yet heard from the cluster looks exactly like one: it is
+/// reported as "starting" until the membership names it a learner. A leader that has lost its
+/// quorum lease says so.
+fn role_name(
+    state: openraft::ServerState,
+    listed_as_learner: bool,
+    quorum_lost: bool,
+) -> &'static str {
+    match state {
+        openraft::ServerState::Leader if quorum_lost => "leader-without-quorum",
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner if listed_as_learner => "learner",
+        openraft::ServerState::Learner => "starting",
+        openraft::ServerState::Shutdown => "shutdown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::ServerState;
+
+    use super::role_name;
+
+    #[test]
+    fn a_node_outside_the_membership_is_starting_not_a_learner() {
+        assert_eq!(role_name(ServerState::Learner, false, false), "starting");
+        assert_eq!(role_name(ServerState::Learner, true, false), "learner");
+        assert_eq!(role_name(ServerState::Follower, false, false), "follower");
+        assert_eq!(role_name(ServerState::Leader, false, false), "leader");
+        assert_eq!(
+            role_name(ServerState::Leader, false, true),
+            "leader-without-quorum"
+        );
     }
 }

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use super::keys;
 use super::meta::{Genesis, LedgerMeta};
+use super::system_names::SystemNames;
 use crate::raft::codec;
 use crate::raft::{
     Appended, Command, CommandResponse, Entry, GroupOutcome, NodeId as RaftNodeId, Refusal,
@@ -72,6 +73,8 @@ struct Derived {
     records: HashMap<[u8; 16], u64>,
     /// Each system's leaves: (index, ledger time), in order.
     systems: HashMap<SystemKey, Vec<(u64, u64)>>,
+    /// The systems' names (for hints when a system has no record).
+    names: SystemNames,
     grants: HashMap<(SystemKey, [u8; 32]), bool>,
     /// The head map at `meta.published_size`.
     published_map: HeadMap,
@@ -319,7 +322,15 @@ impl Ledger {
         // beyond the stored size are ignored at start and the entries are applied again.
         batch.put(keys::META.to_vec(), &encode_meta(&inner.meta)?);
         remove_obsolete(&mut batch, &mut ctx);
-        self.store.write(batch)?;
+        if let Err(e) = self.store.write(batch) {
+            // Memory is ahead of what is stored: go back to the stored state (the one before
+            // this apply: its metadata is written last), so that the apply can be tried again.
+            let (corruption, engine_failed) = (inner.corruption.take(), inner.engine_failed);
+            *inner = load_inner(&self.store)?;
+            inner.corruption = corruption;
+            inner.engine_failed = engine_failed;
+            return Err(e);
+        }
         self.publish_progress(&inner);
         Ok(responses)
     }
@@ -575,6 +586,65 @@ impl Ledger {
                 })
             })
             .transpose()
+    }
+
+    /// Which checkpoint sizes were published near `size`, said for a person who asked for a
+    /// size at which none was: the nearest few below and above (`checkpoint_at` is exact).
+    pub fn checkpoint_sizes_near(&self, size: u64) -> Result<String, StoreError> {
+        const EACH_SIDE: usize = 3;
+        let size_of = |key: &[u8]| keys::u64_be(&key[1..]).unwrap_or(0);
+        let first = keys::checkpoint(0);
+        let mut below = Vec::new();
+        let mut end = keys::checkpoint(size);
+        while below.len() < EACH_SIDE {
+            match self.store.last(Tree::Ledger, &first, &end)? {
+                Some((key, _)) => {
+                    below.push(size_of(&key));
+                    end = key;
+                }
+                None => break,
+            }
+        }
+        below.reverse();
+        let above: Vec<u64> = self
+            .store
+            .scan(
+                Tree::Ledger,
+                &keys::checkpoint(size.saturating_add(1)),
+                &keys::prefix_end(b"C"),
+                EACH_SIDE,
+            )?
+            .iter()
+            .map(|(key, _)| size_of(key))
+            .collect();
+        let list = |sizes: &[u64]| {
+            sizes
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Ok(match (below.is_empty(), above.is_empty()) {
+            (true, true) => "no checkpoint has been published yet".to_string(),
+            (false, true) => format!(
+                "the published sizes nearest below it are {} (the latest)",
+                list(&below)
+            ),
+            (true, false) => format!(
+                "the first published sizes are {} (none is smaller)",
+                list(&above)
+            ),
+            (false, false) => format!(
+                "the published sizes nearest to it are {} below and {} above",
+                list(&below),
+                list(&above)
+            ),
+        })
+    }
+
+    /// Up to `limit` names of systems in the ledger close to `name` (see [`SystemNames::near`]).
+    pub fn systems_near(&self, name: &str, limit: usize) -> Vec<String> {
+        self.read().d.names.near(name, limit)
     }
 
     // ----- reads -----
@@ -930,6 +1000,9 @@ fn add_leaf(
     d.nodes.append(lh);
     d.records.entry(short_hash).or_insert(index);
     let entries = d.systems.entry(*key).or_default();
+    if entries.is_empty() {
+        d.names.insert(&record.system);
+    }
     entries.push((index, time));
     let head = Head {
         index: LeafIndex(index),

@@ -66,9 +66,8 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStateMachine {
         // Raft may purge the log entries it came from.
         let meta = self.ledger.meta();
         let root = self.ledger.root();
-        self.ledger
-            .store()
-            .sync()
+        let store = self.ledger.store().clone();
+        crate::store::wait_for_space_async("sync the ledger for a snapshot", || store.sync())
             .await
             .map_err(|e| sm_error(ErrorVerb::Write, &e))?;
         let header = SnapshotHeader {
@@ -116,7 +115,12 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.ledger.apply_entries(entries).map_err(|e| {
+        let ledger = self.ledger.clone();
+        crate::store::wait_for_space("apply log entries to the ledger", || {
+            ledger.apply_entries(entries.clone())
+        })
+        .await
+        .map_err(|e| {
             self.ledger.note_corruption(&e);
             sm_error(ErrorVerb::Write, &e)
         })

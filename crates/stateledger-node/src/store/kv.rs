@@ -65,6 +65,8 @@ pub struct KvError {
     /// The storage engine itself found its files damaged (or crashed on them): nothing it holds
     /// can be trusted any more, so the node stops instead of serving from it.
     pub engine_failure: bool,
+    /// The disk is full (ENOSPC): the write can succeed once space returns.
+    pub no_space: bool,
 }
 
 impl KvError {
@@ -73,6 +75,15 @@ impl KvError {
             op,
             reason: reason.to_string(),
             engine_failure: false,
+            no_space: false,
+        }
+    }
+
+    /// A failed I/O call: ENOSPC is marked [`KvError::no_space`].
+    pub fn io(op: &'static str, context: impl std::fmt::Display, e: &std::io::Error) -> KvError {
+        KvError {
+            no_space: is_no_space(e),
+            ..KvError::new(op, format!("{context}: {e}"))
         }
     }
 
@@ -87,6 +98,17 @@ impl KvError {
     pub fn is_engine_failure(&self) -> bool {
         self.engine_failure
     }
+
+    pub fn is_no_space(&self) -> bool {
+        self.no_space
+    }
+}
+
+/// ENOSPC (or EDQUOT, a full quota).
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28) | Some(122))
 }
 
 pub type SyncFuture<'a> = Pin<Box<dyn Future<Output = Result<(), KvError>> + Send + 'a>>;

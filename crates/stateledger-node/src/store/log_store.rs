@@ -100,10 +100,10 @@ impl LogStore {
                 while let Ok(more) = rx.try_recv() {
                     waiting.push(more);
                 }
-                let result = sync_store
-                    .sync_log()
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()));
+                let result =
+                    super::wait_for_space_async("sync the Raft log", || sync_store.sync_log())
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()));
                 for callback in waiting {
                     callback.log_io_completed(
                         result
@@ -249,7 +249,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 &codec::encode("log entry", &entry).map_err(write_err)?,
             );
         }
-        self.store.write(b).map_err(write_err)?;
+        let store = self.store.clone();
+        super::wait_for_space("append to the Raft log", || store.write(b.clone()))
+            .await
+            .map_err(write_err)?;
         #[cfg(madsim)]
         if self.ack_before_sync {
             // KNOWN-BAD, simulation only: claims durability that the entries do not have.
@@ -261,9 +264,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // before it does anything else. Syncing here instead of in the syncer task saves two
             // hand-offs on the commit path. (A leader's own appends go to the syncer: the leader
             // replicates while its flush runs, see vendor/openraft/PATCHES.md.)
-            let result = self
-                .store
-                .sync_log()
+            let store = self.store.clone();
+            let result = super::wait_for_space_async("sync the Raft log", || store.sync_log())
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()));
             callback.log_io_completed(result);

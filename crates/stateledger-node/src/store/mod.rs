@@ -33,6 +33,61 @@ pub fn private_file_options() -> std::fs::OpenOptions {
     o
 }
 
+/// Runs `attempt` until it does not fail for want of disk space, waiting between tries: a full
+/// disk pauses the node's writes (the disk space alarm keeps it from happening in the first
+/// place) instead of stopping Raft, and everything resumes once space returns.
+pub async fn wait_for_space<T>(
+    what: &str,
+    mut attempt: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match attempt() {
+            Err(e) if e.is_no_space() => {
+                if waited.is_zero() {
+                    tracing::error!(error = %e, "the disk is full: waiting for space to {what}");
+                }
+                tokio::time::sleep(pause).await;
+                waited += pause;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => {
+                if !waited.is_zero() && other.is_ok() {
+                    tracing::info!(
+                        waited_ms = waited.as_millis() as u64,
+                        "disk space is back: could {what}"
+                    );
+                }
+                return other;
+            }
+        }
+    }
+}
+
+/// [`wait_for_space`] for an asynchronous attempt (a sync).
+pub async fn wait_for_space_async<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut waited = false;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_no_space() => {
+                if !waited {
+                    tracing::error!(error = %e, "the disk is full: waiting for space to {what}");
+                    waited = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Bytes of checksum in front of every stored value.
 pub const CHECKSUM_LEN: usize = 8;
 
@@ -54,6 +109,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The disk is full: the same write can succeed once space returns.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Kv(k) if k.is_no_space())
+    }
+
     pub fn corrupt(tree: Tree, key: &[u8], reason: impl ToString) -> StoreError {
         StoreError::Corrupt {
             tree: tree.name(),
@@ -119,7 +179,7 @@ fn open(tree: Tree, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> 
 }
 
 /// A batch of checksummed writes to one tree.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Batch {
     tree: Tree,
     ops: KvBatch,

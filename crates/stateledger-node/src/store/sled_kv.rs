@@ -75,6 +75,7 @@ fn guarded<T>(op: &'static str, f: impl FnOnce() -> sled::Result<T>) -> Result<T
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e @ sled::Error::Corruption { .. })) => Err(KvError::engine(op, e)),
+        Ok(Err(sled::Error::Io(e))) => Err(KvError::io(op, "sled", &e)),
         Ok(Err(e)) => Err(KvError::new(op, e)),
         Err(panic) => {
             let what = panic
@@ -232,13 +233,13 @@ impl SledKv {
         guarded("flush", || self.db.flush())?;
         self.data_file
             .sync_data()
-            .map_err(|e| KvError::new("fdatasync", e))?;
+            .map_err(|e| KvError::io("fdatasync", "sled", &e))?;
         // Only now that sled holds `number` durably may the file claim it.
         synced
             .0
             .write_all_at(&number.to_be_bytes(), 0)
             .and_then(|()| synced.0.sync_data())
-            .map_err(|e| KvError::new("write sync number", e))?;
+            .map_err(|e| KvError::io("write sync number", "sled", &e))?;
         synced.1 = number;
         Ok(())
     }

@@ -1601,7 +1601,9 @@ where
         };
 
         if Some(sender_vote) != my_vote.as_ref() {
-            tracing::warn!(
+            // StateLedger patch (PATCHES.md, "Logging"): a stale message is expected, e.g. the
+            // last vote response of every election that was already won; debug, not warn.
+            tracing::debug!(
                 "A message will be ignored because vote changed: msg sent by vote: {}; current my vote: {}; when ({})",
                 sender_vote,
                 my_vote.display(),

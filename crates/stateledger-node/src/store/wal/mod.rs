@@ -175,6 +175,10 @@ fn kv_err(op: &'static str, io: &dyn WalIo, e: impl std::fmt::Display) -> KvErro
     KvError::new(op, format!("{}: {e}", io.describe()))
 }
 
+fn io_err(op: &'static str, io: &dyn WalIo, e: &std::io::Error) -> KvError {
+    KvError::io(op, io.describe(), e)
+}
+
 impl WalKv {
     /// Opens the log in `data_dir/raft-log`, creating it (mode 0700) if missing.
     #[cfg(not(madsim))]
@@ -534,7 +538,7 @@ impl WalKv {
             (inner.file.clone(), inner.generation, inner.end)
         };
         file.sync_data()
-            .map_err(|e| kv_err("fdatasync", &*self.io, e))?;
+            .map_err(|e| io_err("fdatasync", &*self.io, &e))?;
         self.mark(Mark {
             generation,
             synced: end,
@@ -672,7 +676,7 @@ impl WalKv {
             Err((_, e)) => {
                 // Zeros only were written: cutting them keeps the file consistent.
                 let _ = inner.file.set_len(before);
-                Err(kv_err("preallocate", &*self.io, e))
+                Err(io_err("preallocate", &*self.io, &e))
             }
         }
     }
