@@ -1,17 +1,25 @@
-//! Record signature verification at the leader, batched across requests. Submit handlers queue
-//! their records here; one task takes everything queued (up to [`SIG_BATCH_RECORDS_MAX`]
-//! records) and checks it with one ed25519 batch verification on the blocking pool, so the
-//! batch grows with the load while earlier batches are being checked. When a batch fails, each
-//! request is checked on its own, and only the requests holding a bad signature are refused
-//! (naming the record): one bad writer never fails another writer's request.
+//! Record signature verification, batched.
 //!
-//! Nothing is appended unless its signature verified: a request gets its records back only
-//! with the verdict.
+//! **At the leader, on submission.** Submit handlers queue their records here; one task takes
+//! everything queued (up to [`SIG_BATCH_RECORDS_MAX`] records) and checks it with one ed25519
+//! batch verification on the blocking pool, so the batch grows with the load while earlier
+//! batches are being checked. When a batch fails, each request is checked on its own, and only
+//! the requests holding a bad signature are refused (naming the record): one bad writer never
+//! fails another writer's request. Nothing is proposed unless its signature verified: a request
+//! gets its records back only with the verdict.
+//!
+//! **On every node, before it applies.** [`check_entries`] checks every record of the committed
+//! entries about to be applied, again with one batch verification for all of them. The leader
+//! checked them already, but a cosigner must not take the leader's word for what it signs: a
+//! leader that skipped the check (compromised, or a bug) would otherwise have every node apply
+//! and cosign records that no writer signed. The verdict depends only on the entry's bytes
+//! (the batch's coefficients are derived from its inputs, and a failed batch is decided record by
+//! record with the same cofactored equation), so every node refuses the same groups.
 
 use stateledger_core::record::{verify_record_signature, verify_record_signatures};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::raft::SubmittedRecord;
+use crate::raft::{Command, Entry, SubmittedRecord};
 
 /// Most records checked in one batch verification.
 pub const SIG_BATCH_RECORDS_MAX: usize = 4096;
@@ -39,20 +47,71 @@ fn items(records: &[SubmittedRecord]) -> Vec<(&[u8], &[u8], &[u8])> {
         .collect()
 }
 
-/// Checks one request's records: `Err` names the first record that does not verify.
-pub fn check_request(records: &[SubmittedRecord]) -> Result<(), String> {
+/// The first record of `records` whose signature does not verify: its position and why.
+pub fn first_bad(records: &[SubmittedRecord]) -> Option<(usize, String)> {
     let items = items(records);
     if verify_record_signatures(&items).is_ok() {
-        return Ok(());
+        return None;
     }
     for (i, (k, s, rec)) in items.iter().enumerate() {
         if let Err(e) = verify_record_signature(k, s, rec) {
-            return Err(format!("record {i}: {e}"));
+            return Some((i, e.to_string()));
         }
     }
     // The batch equation failed although every signature verifies on its own: impossible for
     // cofactored verification, but refuse rather than guess.
-    Err("a record signature does not verify".to_string())
+    Some((0, "a record signature does not verify".to_string()))
+}
+
+/// Checks one request's records: `Err` names the first record that does not verify.
+pub fn check_request(records: &[SubmittedRecord]) -> Result<(), String> {
+    match first_bad(records) {
+        None => Ok(()),
+        Some((i, e)) => Err(format!("record {i}: {e}")),
+    }
+}
+
+/// Groups of committed entries holding a record whose signature does not verify:
+/// (log index, group number) → (position of the first bad record, why).
+pub type BadGroups = std::collections::HashMap<(u64, usize), (usize, String)>;
+
+/// Every record of every Append among `entries`, checked with one batch verification; when it
+/// fails, group by group, and in a failing group record by record (module comment).
+pub fn check_entries(entries: &[Entry]) -> BadGroups {
+    let groups: Vec<((u64, usize), &[SubmittedRecord])> = entries
+        .iter()
+        .flat_map(|e| {
+            let groups = match &e.payload {
+                openraft::EntryPayload::Normal(Command::Append { groups, .. }) => groups.as_slice(),
+                _ => &[],
+            };
+            groups
+                .iter()
+                .enumerate()
+                .map(move |(g, records)| ((e.log_id.index, g), records.as_slice()))
+        })
+        .collect();
+    let all: Vec<(&[u8], &[u8], &[u8])> = groups.iter().flat_map(|(_, r)| items(r)).collect();
+    if all.is_empty() || verify_record_signatures(&all).is_ok() {
+        return BadGroups::new();
+    }
+    groups
+        .into_iter()
+        .filter_map(|(at, records)| first_bad(records).map(|bad| (at, bad)))
+        .collect()
+}
+
+/// How many records the Append entries among `entries` hold.
+pub fn records_in(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(Command::Append { groups, .. }) => {
+                groups.iter().map(Vec::len).sum()
+            }
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Verdicts for jobs checked together: one batch for all, then per request if that fails.
