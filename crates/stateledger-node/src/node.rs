@@ -718,7 +718,11 @@ mod tests {
             0o700,
             "an existing one readable by others is tightened"
         );
-        assert_eq!(mode(&open.join("raft-log")), 0o700, "the Raft log's directory");
+        assert_eq!(
+            mode(&open.join("raft-log")),
+            0o700,
+            "the Raft log's directory"
+        );
     }
 }
 
