@@ -391,7 +391,10 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let (public_addr, cluster_addr) =
         serve(&config, &tls, &shared, &shutdown_rx, &mut tasks).await?;
 
-    tasks.push(tokio::spawn(crate::sigcheck::run(sig_rx)));
+    tasks.push(tokio::spawn(crate::sigcheck::run(
+        sig_rx,
+        ledger.verified(),
+    )));
     tasks.push(tokio::spawn(batcher::run(shared.clone(), submit_rx)));
     tasks.push(tokio::spawn(checkpointer::run(
         shared.clone(),

@@ -15,6 +15,10 @@
 //! and cosign records that no writer signed. The verdict depends only on the entry's bytes
 //! (the batch's coefficients are derived from its inputs, and a failed batch is decided record by
 //! record with the same cofactored equation), so every node refuses the same groups.
+//!
+//! The leader does not verify twice what it verified itself: records that passed its check at
+//! submission are remembered ([`Verified`]) and skipped when it applies them. A leader that
+//! skipped the submission check has nothing remembered, and checks at apply like every node.
 
 use stateledger_core::record::{verify_record_signature, verify_record_signatures};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +29,64 @@ use crate::raft::{Command, Entry, SubmittedRecord};
 pub const SIG_BATCH_RECORDS_MAX: usize = 4096;
 /// Batches up to this many records are checked on the task itself, not on the blocking pool.
 pub const SIG_INLINE_RECORDS_MAX: usize = 4;
+
+/// Records this node verified itself at submission (a digest of key, signature and bytes), so
+/// that it does not verify them again when it applies them. Bounded: when full it is emptied,
+/// and the records are simply verified again at apply.
+#[derive(Debug, Default)]
+pub struct Verified {
+    set: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+}
+
+impl Verified {
+    /// Most digests held (32 bytes each).
+    pub const ENTRIES_MAX: usize = 1 << 18;
+
+    fn key(r: &SubmittedRecord) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"stateledger:verified:v1\0");
+        h.update(&r.writer_key);
+        h.update(&(r.signature.len() as u64).to_be_bytes());
+        h.update(&r.signature);
+        h.update(&r.record);
+        *h.finalize().as_bytes()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
+        self.set.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers records whose signatures verified.
+    pub fn insert_all(&self, records: &[SubmittedRecord]) {
+        let keys: Vec<[u8; 32]> = records.iter().map(Verified::key).collect();
+        let mut set = self.lock();
+        if set.len() + keys.len() > Self::ENTRIES_MAX {
+            set.clear();
+        }
+        set.extend(keys);
+    }
+
+    /// Whether every record of `records` was verified here; forgets them if so.
+    fn take_all(&self, records: &[SubmittedRecord]) -> bool {
+        let keys: Vec<[u8; 32]> = records.iter().map(Verified::key).collect();
+        let mut set = self.lock();
+        if !keys.iter().all(|k| set.contains(k)) {
+            return false;
+        }
+        for k in &keys {
+            set.remove(k);
+        }
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// One request's records, waiting for their signatures to be checked.
 #[derive(Debug)]
@@ -76,8 +138,9 @@ pub fn check_request(records: &[SubmittedRecord]) -> Result<(), String> {
 pub type BadGroups = std::collections::HashMap<(u64, usize), (usize, String)>;
 
 /// Every record of every Append among `entries`, checked with one batch verification; when it
-/// fails, group by group, and in a failing group record by record (module comment).
-pub fn check_entries(entries: &[Entry]) -> BadGroups {
+/// fails, group by group, and in a failing group record by record (module comment). Groups all
+/// of whose records this node verified itself at submission (`verified`) are not checked again.
+pub fn check_entries(entries: &[Entry], verified: &Verified) -> BadGroups {
     let groups: Vec<((u64, usize), &[SubmittedRecord])> = entries
         .iter()
         .flat_map(|e| {
@@ -90,6 +153,7 @@ pub fn check_entries(entries: &[Entry]) -> BadGroups {
                 .enumerate()
                 .map(move |(g, records)| ((e.log_id.index, g), records.as_slice()))
         })
+        .filter(|(_, records)| !verified.take_all(records))
         .collect();
     let all: Vec<(&[u8], &[u8], &[u8])> = groups.iter().flat_map(|(_, r)| items(r)).collect();
     if all.is_empty() || verify_record_signatures(&all).is_ok() {
@@ -123,8 +187,9 @@ pub fn check_jobs(jobs: &[Vec<SubmittedRecord>]) -> Vec<Result<(), String>> {
     jobs.iter().map(|j| check_request(j)).collect()
 }
 
-/// The verification task: runs until every sender is gone.
-pub async fn run(mut rx: mpsc::Receiver<SigJob>) {
+/// The verification task: runs until every sender is gone. Records that verify are remembered in
+/// `verified`, so that applying them does not verify them again on this node.
+pub async fn run(mut rx: mpsc::Receiver<SigJob>, verified: std::sync::Arc<Verified>) {
     while let Some(first) = rx.recv().await {
         let mut count = first.records.len();
         let mut jobs = vec![first];
@@ -161,6 +226,9 @@ pub async fn run(mut rx: mpsc::Receiver<SigJob>) {
         #[cfg(madsim)]
         let verdicts = check_jobs(&records);
         for ((records, verdict), reply) in records.into_iter().zip(verdicts).zip(replies) {
+            if verdict.is_ok() {
+                verified.insert_all(&records);
+            }
             let _ = reply.send((records, verdict));
         }
     }
@@ -212,6 +280,52 @@ mod tests {
             "{verdicts:?}"
         );
         assert_eq!(verdicts[2], Ok(()));
+    }
+
+    fn append_entry(index: u64, groups: Vec<Vec<SubmittedRecord>>) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(Command::Append {
+                groups,
+                proposed_time: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn applied_entries_are_checked_and_what_this_node_verified_is_not_checked_twice() {
+        let key = NoteSigner::from_seed("w", &[7; 32]).expect("key");
+        let good = vec![record(&key, 1), record(&key, 2)];
+        let mut bad = vec![record(&key, 3)];
+        bad[0].signature[5] ^= 1;
+        let entries = vec![append_entry(7, vec![good.clone(), bad.clone()])];
+        let none = Verified::default();
+        let verdicts = check_entries(&entries, &none);
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(verdicts.get(&(7, 1)).map(|(p, _)| *p), Some(0));
+
+        // Verified at submission: skipped at apply, and forgotten.
+        let verified = Verified::default();
+        verified.insert_all(&good);
+        assert_eq!(verified.len(), 2);
+        assert_eq!(
+            check_entries(&entries, &verified).len(),
+            1,
+            "the bad group still fails"
+        );
+        assert!(verified.is_empty(), "applied records are forgotten");
+
+        // A record whose signature changed after the check is not the one verified.
+        let mut changed = good.clone();
+        changed[1].signature[0] ^= 1;
+        verified.insert_all(&good);
+        let entries = vec![append_entry(8, vec![changed])];
+        assert_eq!(
+            check_entries(&entries, &verified)
+                .get(&(8, 0))
+                .map(|(p, _)| *p),
+            Some(1)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --bin drive -- [SECONDS_PER_TARGET] [--target NAME] [--seed N]
 //! cargo run --release --bin drive -- --replay fuzz/artifacts/<target>/crash-...
+//! cargo run --release --bin drive -- --write-corpus    # seeds into fuzz/corpus/ for cargo-fuzz
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,12 +19,14 @@ fn main() -> ExitCode {
     let mut only: Option<String> = None;
     let mut seed = 1u64;
     let mut replay: Option<PathBuf> = None;
+    let mut write_corpus = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--target" => only = args.next(),
             "--seed" => seed = args.next().and_then(|s| s.parse().ok()).unwrap_or(1),
             "--replay" => replay = args.next().map(PathBuf::from),
+            "--write-corpus" => write_corpus = true,
             s => match s.parse() {
                 Ok(n) => seconds = n,
                 Err(_) => {
@@ -32,6 +35,25 @@ fn main() -> ExitCode {
                 }
             },
         }
+    }
+    if write_corpus {
+        // cargo-fuzz starts from fuzz/corpus/<target>/: give it every seed the driver uses.
+        for t in TARGETS {
+            let dir = root.join("fuzz/corpus").join(t.name);
+            let seeds = stateledger_fuzz::seeds(&root, t.name);
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                eprintln!("cannot create {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+            for (i, s) in seeds.iter().enumerate() {
+                if let Err(e) = std::fs::write(dir.join(format!("seed-{i:04}")), s) {
+                    eprintln!("cannot write into {}: {e}", dir.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            eprintln!("{}: {} seeds in {}", t.name, seeds.len(), dir.display());
+        }
+        return ExitCode::SUCCESS;
     }
     if let Some(path) = replay {
         let Some(target) = path

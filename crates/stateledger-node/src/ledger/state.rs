@@ -103,6 +103,8 @@ pub(crate) struct Inner {
 #[derive(Debug)]
 pub struct Ledger {
     store: Store,
+    /// See [`Ledger::verified`].
+    verified: Arc<crate::sigcheck::Verified>,
     inner: RwLock<Inner>,
     progress: watch::Sender<Progress>,
 }
@@ -214,6 +216,7 @@ impl Ledger {
         let (tx, _) = watch::channel(progress);
         Ok(Arc::new(Ledger {
             store,
+            verified: Default::default(),
             inner: RwLock::new(inner),
             progress: tx,
         }))
@@ -319,7 +322,13 @@ impl Ledger {
     /// (`crate::sigcheck::check_entries`). This is the one place where every node checks the
     /// records it is about to apply (and so, later, cosign); nothing else decides it.
     pub fn signature_verdicts(&self, entries: &[Entry]) -> BadGroups {
-        crate::sigcheck::check_entries(entries)
+        crate::sigcheck::check_entries(entries, &self.verified)
+    }
+
+    /// Records this node verified at submission (as leader), which it need not verify again
+    /// when it applies them (`crate::sigcheck::Verified`).
+    pub fn verified(&self) -> Arc<crate::sigcheck::Verified> {
+        self.verified.clone()
     }
 
     /// Applies committed entries in order, writing one atomic batch (checks their signatures
