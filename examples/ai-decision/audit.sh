@@ -50,8 +50,10 @@ for system in "$SYSTEM" "$NOSEED"; do
   say "$system: code, configuration, environment$( [ "$system" = "$SYSTEM" ] && echo ', the sampling seed')"
   (cd service && "$SL" collect code --system "$system" --repo . --repo-name example.com/acme/credit-decisions \
       --artifact bin/ai-decision --artifact "$MODEL") | submit
+  # params.toml holds no secret, but its `max_tokens` reads like a credential to the collector's
+  # heuristics ("token"): say so, and it is recorded in clear.
   (cd service && "$SL" collect config --system "$system" --config-version prompt-v3 \
-      --file config/prompt-template.txt --file config/params.toml) | submit
+      --file config/prompt-template.txt --file config/params.toml --not-secret params.toml) | submit
   "$SL" collect env --system "$system" --runtime ai-decision=0.1.0 --no-runtime-probes \
       --flag explanations=off --time-source host-chrony --time-synchronized | submit
   if [ "$system" = "$SYSTEM" ]; then

@@ -32,7 +32,7 @@ use stateledger_core::state::SystemState;
 
 use super::digest_index::{bytes_digest_like, DigestIndex};
 use super::out_dir::{contained, OutDir};
-use super::report::StepLog;
+use super::report::{count, StepLog};
 
 /// Largest value read from a secrets file, or found by digest for a config entry.
 const VALUE_BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -258,12 +258,16 @@ pub fn restore(
         log.files.push("config/vars.json".into());
     }
     log.summary = format!(
-        "configuration {:?}: {} entries, {} written exactly as recorded{}",
+        "configuration {:?}: {}, {} written exactly as recorded{}{}",
         snapshot.version,
-        snapshot.entries.len(),
+        count(snapshot.entries.len(), "entry"),
         statuses.iter().filter(|s| s.status == "written").count(),
+        match statuses.iter().filter(|s| s.source == KEY_SOURCE).count() {
+            0 => String::new(),
+            keys => format!(", {} inside files listed", count(keys, "key")),
+        },
         if placeholders > 0 {
-            format!(", {placeholders} placeholders")
+            format!(", {}", count(placeholders, "placeholder"))
         } else {
             String::new()
         }

@@ -13,7 +13,7 @@ use stateledger_core::state::SystemState;
 
 use super::config::shell_quote;
 use super::out_dir::OutDir;
-use super::report::StepLog;
+use super::report::{count, StepLog};
 
 /// A feature flag's environment variable: `FEATURE_` and the name upper-cased, every character
 /// other than a letter or digit as `_` (`checkout.new-flow` → `FEATURE_CHECKOUT_NEW_FLOW`).
@@ -120,7 +120,7 @@ pub fn restore(state: &SystemState, out: &OutDir, log: &mut StepLog<'_>) -> anyh
         if e.kernel.is_empty() { "(not recorded)" } else { &e.kernel }
     ));
     log.summary = format!(
-        "{} {} on {}{}, {} runtimes, {} feature flags described in environment/ (run.sh runs a command with them)",
+        "{} {} on {}{}, {}, {} described in environment/ (run.sh runs a command with them)",
         e.os,
         e.kernel,
         e.arch,
@@ -129,8 +129,8 @@ pub fn restore(state: &SystemState, out: &OutDir, log: &mut StepLog<'_>) -> anyh
         } else {
             format!(", image {}", e.container_image)
         },
-        e.runtimes.len(),
-        e.feature_flags.len()
+        count(e.runtimes.len(), "runtime"),
+        count(e.feature_flags.len(), "feature flag")
     );
     Ok(())
 }

@@ -13,7 +13,7 @@ use stateledger_core::state::SystemState;
 use super::super::replay::{replay, Payloads, Reducer, ReplayOutcome};
 use super::digest_index::{copy_and_hash, Algorithm, DigestIndex};
 use super::out_dir::OutDir;
-use super::report::StepLog;
+use super::report::{count, StepLog};
 
 /// The mutation's external reference, as JSON.
 fn external_ref(m: &pb::Mutation) -> serde_json::Value {
@@ -95,11 +95,11 @@ pub fn restore(
         .map(|m| m.value.source.as_str())
         .collect();
     log.summary = format!(
-        "{} mutations from {} sources listed in order{}",
-        state.mutations.len(),
-        sources.len(),
+        "{} from {} listed in order{}",
+        count(state.mutations.len(), "mutation"),
+        count(sources.len(), "source"),
         if index.is_some() {
-            format!(", {restored} payloads restored by digest")
+            format!(", {} restored by digest", count(restored, "payload"))
         } else {
             String::new()
         }

@@ -14,7 +14,7 @@ use stateledger_core::state::SystemState;
 use super::super::time::format_time;
 use super::digest_index::{bytes_digest_like, DigestIndex};
 use super::out_dir::OutDir;
-use super::report::StepLog;
+use super::report::{count, StepLog};
 
 /// Where captures go, inside the output directory.
 pub const CAPTURES_FILE: &str = "nondeterminism/captures.json";
@@ -81,8 +81,11 @@ pub fn restore(
         log.files.push("nondeterminism/responses/".into());
     }
     log.summary = format!(
-        "{} captures written to {CAPTURES_FILE}: {seeds} seeds, {clocks} clock readings, {calls} external calls",
-        captures.len()
+        "{} written to {CAPTURES_FILE}: {}, {}, {}",
+        count(captures.len(), "capture"),
+        count(seeds, "seed"),
+        count(clocks, "clock reading"),
+        count(calls, "external call")
     );
     Ok(())
 }

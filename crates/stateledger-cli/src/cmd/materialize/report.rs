@@ -275,6 +275,15 @@ impl<'e> StepLog<'e> {
     }
 }
 
+/// `n` and the noun, singular or plural: `count(1, "source")` is "1 source".
+pub fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// `RESTORE.md`: the report for people, with enough to check every claim.
 pub fn markdown(r: &RestoreReport) -> String {
     use std::fmt::Write as _;
@@ -347,11 +356,11 @@ pub fn markdown(r: &RestoreReport) -> String {
         );
     }
     for st in &r.steps {
-        let _ = writeln!(s, "\n### {}\n\n{}\n", st.step.title(), st.summary);
+        let _ = writeln!(s, "\n### {}\n\n{}", st.step.title(), st.summary);
         if !st.files.is_empty() {
             let _ = writeln!(
                 s,
-                "Written: {}\n",
+                "\nWritten: {}",
                 st.files
                     .iter()
                     .map(|f| format!("`{f}`"))
@@ -359,15 +368,15 @@ pub fn markdown(r: &RestoreReport) -> String {
                     .join(", ")
             );
         }
+        if !st.notes.is_empty() {
+            s.push('\n');
+        }
         for n in &st.notes {
             let _ = writeln!(s, "- {n}");
         }
         let mine: Vec<&Finding> = r.findings.iter().filter(|f| f.step == st.step).collect();
         if !mine.is_empty() {
-            if !st.notes.is_empty() {
-                s.push('\n');
-            }
-            let _ = writeln!(s, "Findings:\n");
+            let _ = writeln!(s, "\nFindings:\n");
             for f in mine {
                 let _ = writeln!(
                     s,
@@ -491,4 +500,17 @@ pub fn text(r: &RestoreReport) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "source"), "1 source");
+        assert_eq!(count(0, "seed"), "0 seeds");
+        assert_eq!(count(3, "entry"), "3 entries");
+        assert_eq!(count(2, "key"), "2 keys");
+    }
 }
