@@ -8,9 +8,10 @@
 //!   a saved proof offline; a tampered proof restores nothing (exit 1), and an --out that is
 //!   not empty stops it before anything is written (exit 2);
 //! - one test per failure, each exit 1 with the finding named, its record's leaf and the
-//!   inclusion proof of that leaf: a commit missing from --repo, an artifact with another
-//!   digest under its recorded name, a secret that does not match its keyed digest, a payload
-//!   missing from --payloads, a replay that diverges from a recorded state digest.
+//!   inclusion proof of that leaf: a commit missing from --repo, code built from a dirty tree,
+//!   an artifact with another digest under its recorded name, a secret that does not match its
+//!   keyed digest, a payload missing from --payloads, a replay that diverges from a recorded
+//!   state digest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,6 +107,8 @@ fn example_state_digest(n: u64, last_payload_bytes: usize) -> String {
 struct Story {
     /// The application declares a wrong state digest after this mutation.
     wrong_state_digest_at: Option<u64>,
+    /// The code is collected from a working tree with an uncommitted change.
+    dirty: bool,
 }
 
 /// A cluster with `orders-service` recorded, and the inputs a restore needs.
@@ -159,6 +162,10 @@ impl Scenario {
         );
         std::fs::create_dir_all(repo.join("dist")).expect("mkdir");
         std::fs::write(repo.join("dist/orders"), ARTIFACT).expect("write");
+        if story.dirty {
+            std::fs::write(repo.join("src/main.sh"), b"echo orders, patched by hand\n")
+                .expect("write");
+        }
 
         let keys = dir.join("keys");
         sl_in(
@@ -704,6 +711,25 @@ async fn a_commit_missing_from_the_repository_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_built_from_a_dirty_tree_is_not_reproducible_from_the_commit_alone() {
+    let s = Scenario::record(Story {
+        dirty: true,
+        ..Story::default()
+    })
+    .await;
+    let (run, out, report) = s.materialize("restore", &s.inputs());
+    assert_fails_with(&run, &report, "dirty_tree", "code");
+    let f = findings(&report, "dirty_tree");
+    let message = f[0]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("not reproducible from the commit alone"),
+        "{message}"
+    );
+    // The commit is still checked out, as it was committed.
+    assert_eq!(read(&out.join("code/src/main.sh")), b"echo orders\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_with_another_digest_under_its_name_is_named() {
     let s = Scenario::record(Story::default()).await;
     let swapped = s.dir.join("store-swapped");
@@ -801,6 +827,7 @@ async fn a_payload_missing_from_the_broker_export_is_named() {
 async fn a_replay_that_diverges_from_a_recorded_state_digest_is_named() {
     let s = Scenario::record(Story {
         wrong_state_digest_at: Some(2),
+        ..Story::default()
     })
     .await;
     let (run, _, report) = s.materialize("restore", &s.inputs());

@@ -245,6 +245,20 @@ pub fn restore(
     {
         log.files.push(format!("{FILES_DIR}/"));
     }
+    if let Some(s) = secrets {
+        let unused: Vec<&str> = s
+            .values
+            .keys()
+            .filter(|k| !snapshot.entries.iter().any(|e| e.redacted && &e.key == *k))
+            .map(String::as_str)
+            .collect();
+        if !unused.is_empty() {
+            log.note(format!(
+                "--secrets gives values for keys no redacted entry of this snapshot has (a typo, or another snapshot's): {}",
+                unused.join(", ")
+            ));
+        }
+    }
     out.write("config/entries.json", &json_bytes(&statuses)?)?;
     log.files.push("config/entries.json".into());
     if !env.is_empty() {

@@ -421,6 +421,7 @@ fn restore(
         (Step::Code, code_log.failed()),
         (Step::Artifacts, artifacts_log.failed()),
         (Step::Config, config_log.failed()),
+        (Step::Environment, environment_log.failed()),
         (Step::Nondeterminism, nondeterminism_log.failed()),
     ]
     .into_iter()
