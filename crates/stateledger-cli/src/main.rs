@@ -89,7 +89,7 @@ enum Command {
     /// Forensic report (text and HTML timeline) of a state proof, verified first.
     #[command(after_help = cmd::report::HELP)]
     Report(cmd::report::ReportArgs),
-    /// Restore S(T) into a directory — code, artifacts, config, environment, mutations, captures — and verify each piece.
+    /// Restore S(T) into a directory and verify each piece against the ledger.
     #[command(after_help = cmd::materialize::HELP)]
     Materialize(cmd::materialize::MaterializeArgs),
     /// Replay a state proof's mutations through a reducer and compare with the recorded state digests.

@@ -10,7 +10,7 @@ use stateledger_core::state::SystemState;
 
 use super::digest_index::{copy_and_hash, file_digest, Algorithm, DigestIndex};
 use super::out_dir::{contained, OutDir};
-use super::report::{count, StepLog};
+use super::report::StepLog;
 
 /// Where artifacts are restored, inside the output directory.
 pub const ARTIFACTS_DIR: &str = "artifacts";
@@ -41,14 +41,14 @@ pub fn restore(
         }
     }
     log.summary = format!(
-        "{restored} of {} restored by digest{}; {matching} of {} match the checkout",
-        count(code.value.artifacts.len(), "artifact"),
+        "artifacts: {restored} of {} restored by digest{}; lockfiles: {matching} of {} match the checkout",
+        code.value.artifacts.len(),
         if code.value.artifacts.is_empty() {
             String::new()
         } else {
             format!(" to {ARTIFACTS_DIR}/")
         },
-        count(code.value.lockfiles.len(), "lockfile")
+        code.value.lockfiles.len()
     );
     Ok(())
 }

@@ -89,10 +89,10 @@ pub struct MaterializeArgs {
     #[arg(long, value_parser = super::time::parse_time)]
     pub at: Option<u64>,
     /// Restore from a saved state proof offline instead of asking the cluster (needs --trust).
-    #[arg(long, requires = "trust")]
+    #[arg(long, value_name = "FILE", requires = "trust")]
     pub proof: Option<PathBuf>,
     /// Trust policy to check --proof against.
-    #[arg(long, requires = "proof")]
+    #[arg(long, value_name = "FILE", requires = "proof")]
     pub trust: Option<PathBuf>,
     /// Directory to restore into: new, or empty.
     #[arg(long, value_name = "DIR")]
