@@ -18,8 +18,19 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-SL=${STATELEDGER:-stateledger}
-AI=${AI_DECISION:-ai-decision}
+# Paths given relative to where this was started still work after the `cd` below.
+abs() {
+  case "$1" in
+    /*) printf %s "$1" ;;
+    */*) printf %s/%s "$PWD" "$1" ;;
+    *) printf %s "$1" ;;   # a command on PATH
+  esac
+}
+SL=$(abs "${STATELEDGER:-stateledger}")
+AI=$(abs "${AI_DECISION:-ai-decision}")
+STATELEDGER_PROFILE=${STATELEDGER_PROFILE:-stateledger-dev/client.toml}
+case "$STATELEDGER_PROFILE" in /*) ;; *) STATELEDGER_PROFILE="$PWD/$STATELEDGER_PROFILE" ;; esac
+export STATELEDGER_PROFILE
 WORK=${WORK:-$(mktemp -d)}
 SYSTEM=${SYSTEM:-credit-decisions}
 NOSEED="$SYSTEM-noseed"
