@@ -100,7 +100,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// A recorded name as a relative path that stays inside whatever directory it is joined to:
 /// a root or drive prefix is dropped (`/etc/app.toml` → `etc/app.toml`), `.` is dropped, and `..`
-/// becomes a directory named `_parent_` (`../shared/a.toml` → `_parent_/shared/a.toml`). `None`
+/// becomes a directory named `_parent_` (`../common/a.toml` → `_parent_/common/a.toml`). `None`
 /// when nothing is left (an empty name, `/`).
 pub fn contained(name: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
