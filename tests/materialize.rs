@@ -669,6 +669,22 @@ async fn everything_restores_and_verifies_from_the_cluster_and_offline() {
     assert_eq!(step(&refused, "code")["result"], "not_run");
     assert!(!out.join("code").exists() && !out.join("state_proof.json").exists());
 
+    // A valid proof about another system than --system names is refused the same way.
+    let (run, _, other) = s.materialize_with(
+        "restore-other",
+        &s.inputs(),
+        &[
+            "--proof",
+            path(&proof),
+            "--trust",
+            path(&trust),
+            "--system",
+            "billing",
+        ],
+    );
+    run.expect_code(1);
+    assert_eq!(other["ledger"]["check"], "expectation", "{other:#}");
+
     // An --out that is not empty: nothing runs, nothing is written.
     let (run, _, _) = s.materialize("restore", &s.inputs());
     run.expect_code(2);

@@ -75,7 +75,12 @@ Exit status:
      no answer within --timeout";
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["system", "proof"])))]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .multiple(true)
+        .args(["system", "proof"])
+))]
 pub struct MaterializeArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
