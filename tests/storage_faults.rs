@@ -10,6 +10,9 @@
 
 use std::time::Duration;
 
+use stateledger_client::LedgerClient;
+use stateledger_core::note::NoteSigner;
+use stateledger_node::config::NodeConfig;
 use stateledger_node::store::sled_kv::SYNCED_FILE;
 use stateledger_node::store::wal::frame;
 use stateledger_tests::cluster::TestCluster;
@@ -42,6 +45,40 @@ async fn wait_log(cluster: &mut TestCluster, id: u64, text: &str) -> String {
     }
 }
 
+/// A started 3-node cluster (each config edited first) with `count` records from one granted
+/// writer, every node converged. Returns the cluster, a follower to harm, the writer and a client.
+async fn converged_with_records(
+    edit: impl Fn(&mut NodeConfig),
+    prefix: &str,
+    count: u64,
+) -> (TestCluster, u64, NoteSigner, LedgerClient) {
+    let mut cluster = TestCluster::new(3);
+    for id in 1..=3 {
+        cluster.edit_config(id, &edit);
+    }
+    cluster.start_all();
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    let writer = writer_key("w");
+    cluster.grant(SYSTEM, &writer).await;
+    let client = cluster.client();
+    for n in 0..count {
+        client
+            .submit(&[records::signed(
+                records::mutation(SYSTEM, &format!("{prefix}{n}"), n + 1),
+                &writer,
+            )])
+            .await
+            .expect("appended");
+    }
+    cluster
+        .wait_converged(&[1, 2, 3], Duration::from_secs(20))
+        .await;
+    (cluster, victim, writer, client)
+}
+
 async fn wait_repaired(cluster: &TestCluster, id: u64) {
     wait::until(
         "the node to finish repairing",
@@ -60,31 +97,9 @@ async fn wait_repaired(cluster: &TestCluster, id: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_sync_number_file_is_noticed_and_the_node_repairs() {
-    let mut cluster = TestCluster::new(3);
     // Snapshots (which sync sled) early and often, so the victim's sled has synced.
-    for id in 1..=3 {
-        cluster.edit_config(id, |c| c.raft.snapshot_every_entries = 5);
-    }
-    cluster.start_all();
-    let leader = cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
-        .await;
-    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
-    let writer = writer_key("w");
-    cluster.grant(SYSTEM, &writer).await;
-    let client = cluster.client();
-    for n in 0..20 {
-        client
-            .submit(&[records::signed(
-                records::mutation(SYSTEM, &format!("a{n}"), n + 1),
-                &writer,
-            )])
-            .await
-            .expect("appended");
-    }
-    cluster
-        .wait_converged(&[1, 2, 3], Duration::from_secs(20))
-        .await;
+    let (mut cluster, victim, writer, client) =
+        converged_with_records(|c| c.raft.snapshot_every_entries = 5, "a", 20).await;
     let marker = cluster.data_dir(victim).join(SYNCED_FILE);
     assert!(marker.exists(), "sled has synced");
     cluster.kill9(victim);
@@ -117,33 +132,11 @@ async fn a_deleted_sync_number_file_is_noticed_and_the_node_repairs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byte_flipped_in_a_running_nodes_raft_log_stops_it_and_it_repairs() {
-    let mut cluster = TestCluster::new(3);
-    for id in 1..=3 {
-        cluster.edit_config(id, |c| {
-            c.storage.scrub_bytes_per_second = 256 << 20;
-            c.storage.scrub_pause_ms = 100;
-        });
-    }
-    cluster.start_all();
-    let leader = cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
-        .await;
-    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
-    let writer = writer_key("w");
-    cluster.grant(SYSTEM, &writer).await;
-    let client = cluster.client();
-    for n in 0..30 {
-        client
-            .submit(&[records::signed(
-                records::mutation(SYSTEM, &format!("b{n}"), n + 1),
-                &writer,
-            )])
-            .await
-            .expect("appended");
-    }
-    cluster
-        .wait_converged(&[1, 2, 3], Duration::from_secs(20))
-        .await;
+    let scrub_fast = |c: &mut NodeConfig| {
+        c.storage.scrub_bytes_per_second = 256 << 20;
+        c.storage.scrub_pause_ms = 100;
+    };
+    let (mut cluster, victim, writer, client) = converged_with_records(scrub_fast, "b", 30).await;
     let scrubbed = wait::until(
         "a scrub pass on the victim",
         Duration::from_secs(20),

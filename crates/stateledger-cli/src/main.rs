@@ -89,6 +89,9 @@ enum Command {
     /// Forensic report (text and HTML timeline) of a state proof, verified first.
     #[command(after_help = cmd::report::HELP)]
     Report(cmd::report::ReportArgs),
+    /// Restore S(T) into a directory and verify each piece against the ledger.
+    #[command(after_help = cmd::materialize::HELP)]
+    Materialize(cmd::materialize::MaterializeArgs),
     /// Replay a state proof's mutations through a reducer and compare with the recorded state digests.
     #[command(long_about = cmd::replay::LONG_ABOUT, after_help = cmd::replay::HELP)]
     Replay(cmd::replay::ReplayArgs),
@@ -127,6 +130,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => cmd::reconstruct::run_gate(args),
         Command::Report(args) => cmd::report::run(args).map(ok),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Materialize(args) => cmd::materialize::run(args),
         Command::Bench(c) => cmd::bench::run(c).map(ok),
         Command::Collect(args) => cmd::collect::run(args).map(ok),
         Command::Version(args) => cmd::version::run(args).map(ok),

@@ -92,3 +92,29 @@ fn help_says_which_environment_variables_a_flag_reads() {
     let (_, out, _) = stateledger(&["replay", "--help"]);
     assert!(out.contains("\"state_digest\": \"sha256:<hex>\""), "{out}");
 }
+
+#[test]
+fn materialize_help_names_the_steps_the_inputs_and_the_exit_statuses() {
+    let (code, out, _) = stateledger(&["materialize", "--help"]);
+    assert_eq!(code, Some(0));
+    for needle in [
+        "Examples:",
+        "Exit status:",
+        "--repo",
+        "--artifacts",
+        "--secrets",
+        "--salt-file",
+        "--payloads",
+        "--replay",
+        "RESTORE.md",
+        "git worktree",
+        "commit_missing",
+        "[env: STATELEDGER_PROFILE=",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+    // Without a source it cannot run, and says what to give.
+    let (code, _, err) = stateledger(&["materialize", "--out", "x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--system") && err.contains("--proof"), "{err}");
+}

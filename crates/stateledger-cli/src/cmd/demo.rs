@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
-use super::replay::{print_outcome, replay, ExampleState, Payloads, ReplayEvent};
+use super::replay::{print_outcome, replay, ExampleState, Payloads, Reducer, ReplayEvent};
 use super::report;
 use super::submit::now_nanos;
 use crate::outln;
@@ -396,7 +396,7 @@ async fn story(
         .collect();
     std::fs::write(&payloads_path, lines.join("\n") + "\n")?;
     let exe = std::env::current_exe().context("cannot find the stateledger executable")?;
-    let reducer = format!("'{}' example-reducer", exe.display());
+    let reducer = Reducer::new(format!("'{}' example-reducer", exe.display()));
     let parsed = Payloads::parse(&std::fs::read_to_string(&payloads_path)?)?;
     let outcome = replay(&summary1.state, &parsed, &reducer)?;
     super::output::text("   ")?;

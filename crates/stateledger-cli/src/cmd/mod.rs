@@ -9,6 +9,7 @@ pub mod demo;
 pub mod dev;
 pub mod docs;
 pub mod keygen;
+pub mod materialize;
 pub mod node;
 pub mod output;
 pub mod profile;

@@ -92,7 +92,7 @@ pub struct GateArgs {
 const EXIT_NO_RECORDS: u8 = 1;
 
 /// Fetches and verifies a state proof from the cluster.
-async fn fetch(
+pub(super) async fn fetch(
     cluster: &Connected,
     system: &str,
     at: u64,
@@ -108,7 +108,7 @@ async fn fetch(
 }
 
 /// "no records for system X": a verified answer, with the names the user probably meant.
-async fn no_records_message(cluster: &Connected, system: &str, at: u64) -> String {
+pub(super) async fn no_records_message(cluster: &Connected, system: &str, at: u64) -> String {
     let near = cluster
         .client
         .systems_near(system, 5)

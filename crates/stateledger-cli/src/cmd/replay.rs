@@ -117,7 +117,7 @@ struct ReducerLine {
 }
 
 /// The result of a replay (`--output json` prints it as is; docs/CLI.md).
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ReplayOutcome {
     pub mutations: usize,
     pub digests_checked: usize,
@@ -165,6 +165,13 @@ impl Payloads {
         Ok(p)
     }
 
+    /// Adds the payload of mutation `sequence` of `source` (unique in S(T), unlike ids, which are
+    /// unique only per source).
+    pub fn insert_at(&mut self, source: &str, sequence: u64, payload: Vec<u8>) {
+        self.by_position
+            .insert((source.to_string(), sequence), payload);
+    }
+
     fn get(&self, m: &pb::Mutation) -> Option<&Vec<u8>> {
         self.by_id
             .get(&m.id)
@@ -172,11 +179,33 @@ impl Payloads {
     }
 }
 
+/// The reducer command and where it runs.
+#[derive(Clone, Debug)]
+pub struct Reducer {
+    /// Run with `sh -c`.
+    pub command: String,
+    /// Working directory (default: the caller's).
+    pub cwd: Option<PathBuf>,
+    /// Environment variables added to the caller's.
+    pub env: Vec<(String, String)>,
+}
+
+impl Reducer {
+    /// `command` in the caller's directory and environment.
+    pub fn new(command: impl Into<String>) -> Reducer {
+        Reducer {
+            command: command.into(),
+            cwd: None,
+            env: Vec::new(),
+        }
+    }
+}
+
 /// Replays S(T)'s mutations through `reducer` and compares with the recorded digests.
 pub fn replay(
     state: &SystemState,
     payloads: &Payloads,
-    reducer: &str,
+    reducer: &Reducer,
 ) -> anyhow::Result<ReplayOutcome> {
     let captures: BTreeMap<&str, &pb::Nondeterminism> = state
         .nondeterminism
@@ -236,14 +265,20 @@ pub fn replay(
         });
     }
 
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
-        .arg(reducer)
+        .arg(&reducer.command)
+        .envs(reducer.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    if let Some(dir) = &reducer.cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .spawn()
-        .with_context(|| format!("cannot start the reducer {reducer:?}"))?;
+        .with_context(|| format!("cannot start the reducer {:?}", reducer.command))?;
     let mut stdin = child.stdin.take().context("reducer stdin")?;
     let mut stdout = BufReader::new(child.stdout.take().context("reducer stdout")?);
     let mut checked = 0;
@@ -296,7 +331,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         &std::fs::read_to_string(&args.payloads)
             .with_context(|| format!("cannot read {} (--payloads)", args.payloads.display()))?,
     )?;
-    let outcome = replay(&summary.state, &payloads, &args.reducer)?;
+    let outcome = replay(&summary.state, &payloads, &Reducer::new(&args.reducer))?;
     if args.output.is_json() {
         super::output::json(&outcome)?;
         return Ok(exit_code(&outcome));
