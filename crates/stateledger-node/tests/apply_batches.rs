@@ -334,3 +334,32 @@ fn the_evidence_count_survives_a_restart() {
     let again = Ledger::open(Store::new(kv), true).expect("opens again");
     assert_eq!(again.bad_signature_groups(), 1);
 }
+
+/// What the apply-time signature check costs per record, by how many records one apply holds
+/// (docs/PERFORMANCE.md). Run with
+/// `cargo test --release -p stateledger-node --test apply_batches -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check: run it in release"]
+fn signature_check_cost_per_record() {
+    let k = keys();
+    let all: Vec<SubmittedRecord> = (0..4096)
+        .map(|n| submitted(record(n, mutation(n)), &k.writer))
+        .collect();
+    let verified = stateledger_node::sigcheck::Verified::default();
+    for per_apply in [1usize, 4, 16, 64, 256, 1024, 4096] {
+        let entries: Vec<Entry> = all
+            .chunks(per_apply)
+            .take((4096 / per_apply).clamp(1, 256))
+            .enumerate()
+            .map(|(i, c)| append(i as u64 + 10, vec![c.to_vec()], 0))
+            .collect();
+        let records: usize = entries.len() * per_apply;
+        let started = std::time::Instant::now();
+        for e in &entries {
+            let bad = stateledger_node::sigcheck::check_entries(std::slice::from_ref(e), &verified);
+            assert!(bad.is_empty());
+        }
+        let us = started.elapsed().as_secs_f64() * 1e6 / records as f64;
+        eprintln!("{per_apply:>5} records per apply: {us:>6.1} µs per record");
+    }
+}

@@ -49,7 +49,13 @@ pub enum Allowed {
 pub struct Denials {
     count: AtomicU64,
     last: Mutex<String>,
+    /// When a refusal was last logged, and how many were not logged since (a peer sending
+    /// refused calls in a loop must not fill the disk with log lines).
+    logged: Mutex<(Option<std::time::Instant>, u64)>,
 }
+
+/// Refusals are logged at most this often (with how many were not).
+pub const DENIAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Denials {
     pub fn count(&self) -> u64 {
@@ -64,6 +70,22 @@ impl Denials {
         self.count.fetch_add(1, Ordering::Relaxed);
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = message.to_string();
     }
+
+    /// Whether to log this refusal now, and how many went unlogged before it.
+    fn should_log(&self) -> Option<u64> {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if logged
+            .0
+            .is_some_and(|at| now.duration_since(at) < DENIAL_LOG_INTERVAL)
+        {
+            logged.1 += 1;
+            return None;
+        }
+        let unlogged = logged.1;
+        *logged = (Some(now), 0);
+        Some(unlogged)
+    }
 }
 
 /// Simulation only: the identity each simulated address stands for (the certificates the
@@ -77,7 +99,14 @@ pub fn deny(shared: &NodeShared, who: &str, call: &str, why: &str) -> Status {
         "{who} may not call {call} on {}: {why}",
         shared.config.node.name
     );
-    tracing::warn!(caller = who, call, "permission denied: {why}");
+    if let Some(unlogged) = shared.denials.should_log() {
+        tracing::warn!(
+            caller = who,
+            call,
+            refused_unlogged_before = unlogged,
+            "permission denied: {why}"
+        );
+    }
     shared.denials.record(&message);
     Status::permission_denied(message)
 }
