@@ -130,8 +130,8 @@ fn topology(cluster: &TestCluster) -> Topology {
 /// Copies `[raft]` and `[limits]` of `cluster-configs/multi-region-5` into the test cluster's
 /// configs (addresses, keys and paths stay the test cluster's own).
 fn configure_like_multi_region_5(cluster: &TestCluster) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../cluster-configs/multi-region-5");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-configs/multi-region-5");
     for id in NODES {
         let path = dir.join(format!("node-{id}.toml"));
         let text = std::fs::read_to_string(&path)
@@ -309,7 +309,12 @@ async fn read_locally(cluster: &TestCluster, region: Region, acks: &[Ack]) -> Ve
         let (receipt, summary) = reader
             .receipt(ack.index, Duration::from_secs(10))
             .await
-            .unwrap_or_else(|e| panic!("region {region}: no verified receipt for leaf {}: {e}", ack.index));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "region {region}: no verified receipt for leaf {}: {e}",
+                    ack.index
+                )
+            });
         latencies.push(start.elapsed());
         assert_eq!(summary.leaf_hash.0, ack.leaf_hash, "leaf {}", ack.index);
         let offline = receipt
@@ -353,8 +358,10 @@ async fn three_regions_commit_read_lose_a_region_and_heal() {
     for region in REGIONS {
         let to_leader = topology.round_trip(region, region_of(leader));
         let floor = to_leader + quorum;
-        for (clients, per_client) in [(1, form.single_client_records), (16, form.per_client_records)]
-        {
+        for (clients, per_client) in [
+            (1, form.single_client_records),
+            (16, form.per_client_records),
+        ] {
             let t = Instant::now();
             let (latencies, acks) = measure(&cluster, region, clients, per_client, &key).await;
             let elapsed = t.elapsed();
@@ -401,7 +408,10 @@ async fn three_regions_commit_read_lose_a_region_and_heal() {
         eprintln!("{line}");
         table.push(line);
         let reader = reader_address(&cluster, region);
-        let local: Vec<Ipv4Addr> = nodes_in(region).iter().map(|id| cluster.host_ip(*id)).collect();
+        let local: Vec<Ipv4Addr> = nodes_in(region)
+            .iter()
+            .map(|id| cluster.host_ip(*id))
+            .collect();
         let went_to: Vec<Ipv4Addr> = wan
             .accepted()
             .iter()
@@ -446,7 +456,9 @@ async fn three_regions_commit_read_lose_a_region_and_heal() {
     }
     wan.heal();
     let healed = Instant::now();
-    let status = cluster.wait_converged(&NODES, Duration::from_secs(90)).await;
+    let status = cluster
+        .wait_converged(&NODES, Duration::from_secs(90))
+        .await;
     let catch_line = format!(
         "region {cut} healed: all five nodes at tree size {} with one root {:.1} s later",
         status.tree_size,
@@ -504,7 +516,9 @@ async fn three_regions_commit_read_lose_a_region_and_heal() {
     for id in nodes_in(lost) {
         cluster.start(id);
     }
-    let status = cluster.wait_converged(&NODES, Duration::from_secs(120)).await;
+    let status = cluster
+        .wait_converged(&NODES, Duration::from_secs(120))
+        .await;
     let back_line = format!(
         "region {lost} restarted: all five nodes at tree size {} with one root {:.1} s later",
         status.tree_size,

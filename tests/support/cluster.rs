@@ -158,7 +158,9 @@ impl TestCluster {
     /// Address `127.0.<net>.<last>` of a [`TestCluster::with_hosts`] cluster's network; `last`
     /// above the node ids is an address no node has (for a client of its own).
     pub fn net_address(&self, last: u8) -> Ipv4Addr {
-        let net = self.net.expect("only a cluster made with_hosts has a network");
+        let net = self
+            .net
+            .expect("only a cluster made with_hosts has a network");
         Ipv4Addr::new(127, 0, net, last)
     }
 

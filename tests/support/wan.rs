@@ -73,7 +73,11 @@ pub struct Topology {
 }
 
 fn pair(a: Region, b: Region) -> (Region, Region) {
-    if a <= b { (a, b) } else { (b, a) }
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 impl Topology {
@@ -163,7 +167,9 @@ impl Wan {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("the relay listens on 127.0.0.1");
-        let relay_addr = listener.local_addr().expect("a bound listener has an address");
+        let relay_addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let chain = format!(
             "SLW{}-{}",
