@@ -3,7 +3,8 @@
 //! bad signature → UNAUTHENTICATED; invalid field → INVALID_ARGUMENT naming the field; oversize
 //! record → INVALID_ARGUMENT naming the limit; too many records → INVALID_ARGUMENT naming the
 //! limit; a message bigger than the node's request limit → OUT_OF_RANGE from tonic; malformed
-//! protobuf bytes → INTERNAL from tonic's protobuf decoder; duplicate → ALREADY_EXISTS naming the
+//! protobuf bytes → INVALID_ARGUMENT (the caller's fault, not the server's: the node's server
+//! codec, stateledger-proto's server_codec.rs); duplicate → ALREADY_EXISTS naming the
 //! existing leaf; a request mixing valid and invalid records → refused whole.
 
 use std::time::Duration;
@@ -220,7 +221,11 @@ async fn bad_input_gets_the_right_status_and_appends_nothing() {
     .await
     .expect_err("malformed protobuf is refused");
     eprintln!("malformed protobuf: {:?}: {}", err.code(), err.message());
-    expect(&err, tonic::Code::Internal, &["decode"]);
+    expect(
+        &err,
+        tonic::Code::InvalidArgument,
+        &["not a valid protobuf message", "decode"],
+    );
     // Also a Submit body of random bytes, and a truncated valid request.
     let valid_bytes = prost::Message::encode_to_vec(&pb::SubmitRequest {
         records: vec![valid_a.clone()],
@@ -234,8 +239,21 @@ async fn bad_input_gets_the_right_status_and_appends_nothing() {
         let err = rpc::raw_unary(channel.clone(), "/stateledger.v1.Ledger/Submit", body)
             .await
             .expect_err("malformed protobuf is refused");
-        assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     }
+
+    // The cluster port's server stubs use the same codec (here with a node certificate, which
+    // may call AppendEntries).
+    let err = rpc::raw_unary_cluster(
+        cluster.ca_pem(),
+        &cluster.cluster_addr(leader),
+        &cluster.node_cert(leader % 3 + 1),
+        "/stateledger.v1.Cluster/AppendEntries",
+        vec![0x0a, 0x7f, 0x01],
+    )
+    .await
+    .expect_err("malformed protobuf is refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
     // Nothing above was appended, and the node still serves reads and writes.
     let status = cluster

@@ -1,7 +1,7 @@
 //! Who may do what. The cluster port (Raft, cosigning, admin) accepts only peers presenting a
 //! certificate from the cluster CA: without a client certificate, or with one from another CA,
-//! the connection fails before any Raft message is handled, while the same call with the
-//! cluster's admin certificate reaches the service. On the public port, only writers granted for
+//! the connection fails before any Raft message is handled, while the same call with a node's
+//! certificate reaches the service (which certificate may make which call: cert_roles.rs). On the public port, only writers granted for
 //! a system (by a policy record signed by an admin key) may append for it; a refusal is
 //! PERMISSION_DENIED and appends nothing.
 
@@ -26,10 +26,10 @@ async fn the_cluster_port_refuses_peers_without_a_cluster_ca_certificate() {
         .await;
     let target = cluster.cluster_addr(leader);
 
-    // Control: with the admin certificate (cluster CA) the call reaches the Raft service, which
+    // Control: with a node's certificate (cluster CA) the call reaches the Raft service, which
     // refuses the garbage payload itself.
-    let admin = cluster.admin_cert();
-    let err = rpc::cluster(cluster.ca_pem(), &target, Some(&admin))
+    let node = cluster.node_cert(leader % 3 + 1);
+    let err = rpc::cluster(cluster.ca_pem(), &target, Some(&node))
         .append_entries(pb::RaftPayload {
             data: GARBAGE.to_vec(),
         })
@@ -49,6 +49,7 @@ async fn the_cluster_port_refuses_peers_without_a_cluster_ca_certificate() {
     let other_ca = DevCa::generate().expect("a second CA");
     let (cert_pem, key_pem) = other_ca
         .issue(
+            &stateledger_node::tls::identity::PeerIdentity::Node(9),
             "node-9",
             &["127.0.0.1".to_string(), "localhost".to_string()],
         )

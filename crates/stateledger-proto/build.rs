@@ -6,6 +6,43 @@
 
 use std::path::PathBuf;
 
+/// Points the generated server stubs (the `*_server` modules of the real, not simulated, code)
+/// at `crate::server_codec::ServerCodec`, which answers an undecodable request with
+/// INVALID_ARGUMENT instead of INTERNAL. madsim-tonic-build has no option for a codec path, so
+/// the generated text is edited; the build fails if the expected text is not there.
+fn use_server_codec(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    const TONIC: &str = "tonic_prost::ProstCodec::default()";
+    const OURS: &str = "crate::server_codec::ServerCodec::default()";
+    let text = std::fs::read_to_string(path)?;
+    let mut out = String::with_capacity(text.len());
+    let mut replaced = 0;
+    // Top-level modules start with "pub mod " at the start of a line.
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("\npub mod ") {
+        let (head, tail) = rest.split_at(start + 1);
+        out.push_str(head);
+        let next = tail[1..].find("\npub mod ").map_or(tail.len(), |i| i + 1);
+        let (module, after) = tail.split_at(next);
+        let name = module["pub mod ".len()..]
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or_default();
+        if name.ends_with("_server") {
+            replaced += module.matches(TONIC).count();
+            out.push_str(&module.replace(TONIC, OURS));
+        } else {
+            out.push_str(module);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    if replaced == 0 {
+        return Err(format!("no server codec to replace in {}", path.display()).into());
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let dir = root.join("stateledger/v1");
@@ -97,6 +134,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build_server(true)
             .emit_rerun_if_changed(false)
             .compile_protos(&protos, &[root])?;
+        for file in ["stateledger.v1.rs", "etcdserverpb.rs"] {
+            use_server_codec(&out.join(file))?;
+        }
     } else {
         let mut config = prost_build::Config::new();
         for m in record_messages {

@@ -50,6 +50,24 @@ pub fn client_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1))
 }
 
+/// The identity each simulated address has, as the certificates would say: server `index` is
+/// node `index + 1`, the client machine is the operator (admin). There is no TLS in the
+/// simulation, so the node's authorization checks (grpc/authz.rs) run on this.
+pub fn sim_peers() -> stateledger_node::grpc::authz::SimPeers {
+    use stateledger_node::tls::identity::PeerIdentity;
+    Arc::new(|ip: IpAddr| {
+        if ip == client_ip() {
+            return Some(PeerIdentity::Admin("operator".into()));
+        }
+        match ip {
+            IpAddr::V4(v4) if v4.octets()[..3] == [10, 0, 0] && v4.octets()[3] > 0 => {
+                Some(PeerIdentity::Node(u64::from(v4.octets()[3])))
+            }
+            _ => None,
+        }
+    })
+}
+
 /// The checkpoint key of node `id`. Fixed per id: keys are not what the seed should vary.
 pub fn node_signer(id: u64) -> NoteSigner {
     NoteSigner::from_seed(&format!("node-{id}"), &[id as u8; 32]).expect("valid key name")
@@ -271,6 +289,7 @@ fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
         },
         limits: LimitsSection::default(),
         storage: Default::default(),
+        connections: Default::default(),
     }
 }
 
@@ -328,6 +347,7 @@ impl Cluster {
                         signer: signer.clone(),
                         clock: clock.clone(),
                         known_bad,
+                        peers: sim_peers(),
                     });
                     let slot = slot.clone();
                     async move {

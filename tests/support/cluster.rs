@@ -139,6 +139,7 @@ impl TestCluster {
         let name = format!("node-{id}");
         let (cert, key) = ca
             .issue(
+                &stateledger_node::tls::identity::PeerIdentity::Node(id),
                 &name,
                 &["localhost".to_string(), "127.0.0.1".to_string(), host],
             )
@@ -284,6 +285,24 @@ impl TestCluster {
         ClientCert {
             cert_pem: read("admin.pem"),
             key_pem: read("admin.key.pem"),
+        }
+    }
+
+    /// Node `id`'s own certificate (stateledger:node:<id>), to speak on the cluster port as it.
+    pub fn node_cert(&self, id: u64) -> ClientCert {
+        let read = |f: String| std::fs::read_to_string(self.dir().join(f)).expect("dev wrote it");
+        ClientCert {
+            cert_pem: read(format!("node-{id}.pem")),
+            key_pem: read(format!("node-{id}.key.pem")),
+        }
+    }
+
+    /// The client certificate `stateledger dev` issued (stateledger:client:client).
+    pub fn client_cert(&self) -> ClientCert {
+        let read = |f: &str| std::fs::read_to_string(self.dir().join(f)).expect("dev wrote it");
+        ClientCert {
+            cert_pem: read("client.pem"),
+            key_pem: read("client.key.pem"),
         }
     }
 

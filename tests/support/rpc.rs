@@ -117,3 +117,18 @@ pub async fn raw_unary(
     .await
     .map(tonic::Response::into_inner)
 }
+
+/// [`raw_unary`] on a node's cluster port, presenting `cert`.
+pub async fn raw_unary_cluster(
+    ca_pem: &str,
+    addr: &str,
+    cert: &ClientCert,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("127.0.0.1")
+        .identity(Identity::from_pem(&cert.cert_pem, &cert.key_pem));
+    raw_unary(endpoint(addr, tls).connect_lazy(), path, body).await
+}

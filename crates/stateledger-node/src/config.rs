@@ -17,6 +17,44 @@ pub struct NodeConfig {
     pub raft: RaftSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub connections: ConnectionsSection,
+}
+
+/// Limits on the connections each listener holds (`conn_limit.rs`, docs/SECURITY.md). The caps
+/// are lowered at start if together they exceed the process's open-file limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsSection {
+    /// Most connections on the public port at once, and from one peer address.
+    pub public_max: usize,
+    pub public_per_ip_max: usize,
+    /// Most connections on the cluster port at once, and from one peer address.
+    pub cluster_max: usize,
+    pub cluster_per_ip_max: usize,
+    /// A TLS handshake not finished within this is abandoned.
+    pub tls_handshake_timeout_ms: u64,
+    /// A connection with no call in flight for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 keep-alive: a ping after this long without frames from the peer, and the
+    /// connection closed if its answer takes longer than the timeout.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> ConnectionsSection {
+        ConnectionsSection {
+            public_max: 4096,
+            public_per_ip_max: 512,
+            cluster_max: 256,
+            cluster_per_ip_max: 64,
+            tls_handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 20_000,
+            keepalive_timeout_ms: 20_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,6 +283,18 @@ impl NodeConfig {
             || r.election_timeout_max_ms <= r.election_timeout_min_ms
         {
             return Err("raft timeouts must satisfy 0 < heartbeat < election_timeout_min < election_timeout_max".into());
+        }
+        let c = &self.connections;
+        if c.public_max == 0
+            || c.public_per_ip_max == 0
+            || c.cluster_max == 0
+            || c.cluster_per_ip_max == 0
+            || c.tls_handshake_timeout_ms == 0
+            || c.idle_timeout_ms == 0
+            || c.keepalive_interval_ms == 0
+            || c.keepalive_timeout_ms == 0
+        {
+            return Err("every [connections] limit must be above 0".into());
         }
         Ok(())
     }

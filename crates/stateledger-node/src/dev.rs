@@ -5,11 +5,14 @@
 //! Layout of `dir`:
 //! ```text
 //! ca.pem, ca.key.pem          cluster CA (the key only so more nodes can be issued later)
-//! admin.pem, admin.key.pem    admin client certificate (cluster port, mutual TLS)
+//! admin.pem, admin.key.pem    admin client certificate (cluster port, mutual TLS), naming
+//!                             stateledger:admin:admin
+//! client.pem, client.key.pem  client certificate (stateledger:client:client): no business on
+//!                             the cluster port, for trying what it refuses
 //! keys/node-N.key, .pub       checkpoint keys
 //! keys/admin.key, .pub        admin signing key (policy records)
 //! node-N/                     data directories
-//! node-N.pem, node-N.key.pem  node certificates
+//! node-N.pem, node-N.key.pem  node certificates (stateledger:node:N)
 //! node-N.toml                 node configs
 //! trust_policy.json           origin, node keys, majority threshold
 //! ```
@@ -24,6 +27,7 @@ use crate::config::{
     ClusterSection, LimitsSection, MemberConfig, NodeConfig, NodeSection, RaftSection, TlsSection,
 };
 use crate::tls::dev_ca::DevCa;
+use crate::tls::identity::PeerIdentity;
 
 /// What `create` wrote.
 #[derive(Debug, Clone)]
@@ -53,7 +57,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
+        crate::store::create_private_dir(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let mut f = std::fs::OpenOptions::new()
@@ -89,13 +93,22 @@ pub fn create(dir: &Path, nodes: u64, base_port: u16, origin: &str) -> Result<De
     if dir.join("ca.pem").exists() {
         return Err(format!("{} already holds a cluster", dir.display()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Owner only: it holds the CA key, the nodes' keys and their data directories.
+    crate::store::create_private_dir(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let ca = DevCa::generate().map_err(|e| e.to_string())?;
     write(&dir.join("ca.pem"), &ca.cert_pem())?;
     write_private(&dir.join("ca.key.pem"), &ca.key_pem())?;
-    let (admin_cert, admin_cert_key) = ca.issue("admin", &[]).map_err(|e| e.to_string())?;
+    let (admin_cert, admin_cert_key) = ca
+        .issue(&PeerIdentity::Admin("admin".into()), "admin", &[])
+        .map_err(|e| e.to_string())?;
     write(&dir.join("admin.pem"), &admin_cert)?;
     write_private(&dir.join("admin.key.pem"), &admin_cert_key)?;
+    let (client_cert, client_cert_key) = ca
+        .issue(&PeerIdentity::Client("client".into()), "client", &[])
+        .map_err(|e| e.to_string())?;
+    write(&dir.join("client.pem"), &client_cert)?;
+    write_private(&dir.join("client.key.pem"), &client_cert_key)?;
     let admin = new_signer("admin")?;
     write_private(
         &dir.join("keys/admin.key"),
@@ -171,7 +184,11 @@ fn write_node(
 ) -> Result<DevNode, String> {
     let name = &member.name;
     let (cert, key) = ca
-        .issue(name, &["localhost".to_string(), "127.0.0.1".to_string()])
+        .issue(
+            &PeerIdentity::Node(member.id),
+            name,
+            &["localhost".to_string(), "127.0.0.1".to_string()],
+        )
         .map_err(|e| e.to_string())?;
     write(&dir.join(format!("{name}.pem")), &cert)?;
     write_private(&dir.join(format!("{name}.key.pem")), &key)?;
@@ -205,6 +222,7 @@ fn write_node(
         raft: RaftSection::default(),
         limits: LimitsSection::default(),
         storage: Default::default(),
+        connections: Default::default(),
     };
     let text = toml::to_string_pretty(&config).map_err(|e| e.to_string())?;
     let config_path = dir.join(format!("{name}.toml"));

@@ -11,6 +11,8 @@ pub mod checkpointer;
 pub mod clock;
 pub mod config;
 #[cfg(not(madsim))]
+pub mod conn_limit;
+#[cfg(not(madsim))]
 pub mod dev;
 pub mod grpc;
 #[cfg(madsim)]

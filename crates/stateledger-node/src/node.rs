@@ -75,6 +75,14 @@ pub struct NodeShared {
     pub disk: Arc<dyn crate::space::DiskSpace>,
     /// Set once when the node must stop ([`NodeHandle::fatal`]).
     pub fatal: watch::Sender<Option<Fatal>>,
+    /// Cluster-port calls refused for the caller's identity (grpc/authz.rs).
+    pub denials: crate::grpc::authz::Denials,
+    /// The listeners' connection limits and counters.
+    #[cfg(not(madsim))]
+    pub listeners: crate::conn_limit::Listeners,
+    /// Simulation only: the identity of each simulated address (there are no certificates).
+    #[cfg(madsim)]
+    pub sim_peers: crate::grpc::authz::SimPeers,
 }
 
 impl std::fmt::Debug for NodeShared {
@@ -188,6 +196,10 @@ pub struct NodeParts {
     /// Simulation only: known-bad behaviours to re-introduce (all off by default).
     #[cfg(madsim)]
     pub known_bad: crate::known_bad::KnownBad,
+    /// Simulation only: which identity each simulated address has (the certificates the
+    /// harness would have issued; grpc/authz.rs).
+    #[cfg(madsim)]
+    pub peers: crate::grpc::authz::SimPeers,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -269,6 +281,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         clock,
         #[cfg(madsim)]
         known_bad,
+        #[cfg(madsim)]
+        peers,
     } = parts;
     config.check().map_err(StartError::Config)?;
     let recovered = recovery::recover(&config, storage, &clock).await?;
@@ -328,6 +342,11 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         scrub: Default::default(),
         space: Default::default(),
         disk: recovered.disk,
+        denials: Default::default(),
+        #[cfg(not(madsim))]
+        listeners: crate::conn_limit::Listeners::new(&config.connections),
+        #[cfg(madsim)]
+        sim_peers: peers,
     });
     if let Some(note) = ledger.published_checkpoint() {
         if let Some(known) = parse_known(&note) {
@@ -372,7 +391,10 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let (public_addr, cluster_addr) =
         serve(&config, &tls, &shared, &shutdown_rx, &mut tasks).await?;
 
-    tasks.push(tokio::spawn(crate::sigcheck::run(sig_rx)));
+    tasks.push(tokio::spawn(crate::sigcheck::run(
+        sig_rx,
+        ledger.verified(),
+    )));
     tasks.push(tokio::spawn(batcher::run(shared.clone(), submit_rx)));
     tasks.push(tokio::spawn(checkpointer::run(
         shared.clone(),
@@ -476,8 +498,7 @@ async fn serve(
     shutdown_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<(SocketAddr, SocketAddr), StartError> {
-    use tonic::transport::server::TcpIncoming;
-
+    use crate::conn_limit::{ActivityLayer, Listeners};
     use crate::raft::network::CLUSTER_MESSAGE_BYTES_MAX;
     let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()))
         .max_decoding_message_size(config.limits.request_bytes_max)
@@ -499,18 +520,22 @@ async fn serve(
     })?;
 
     let tls_err = |e: tonic::transport::Error| StartError::Config(format!("TLS: {e}"));
+    let c = &config.connections;
+    let ms = std::time::Duration::from_millis;
+    let handshake = ms(c.tls_handshake_timeout_ms);
+    let limits = shared.listeners.clone();
     let mut public_server = Server::builder()
-        .tls_config(tls.public_server())
+        .tls_config(tls.public_server().timeout(handshake))
         .map_err(tls_err)?
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)));
+        .http2_keepalive_interval(Some(ms(c.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(ms(c.keepalive_timeout_ms)))
+        .layer(ActivityLayer::new(limits.public.clone()));
     let router = public_server.add_service(ledger_service);
     let rx = shutdown_rx.clone();
+    let limiter = limits.public.clone();
     tasks.push(tokio::spawn(async move {
-        let incoming =
-            futures::StreamExt::map(TcpIncoming::from(public).with_nodelay(Some(true)), |conn| {
-                conn.map(crate::wire::Coalescing::new)
-            });
+        let incoming = Listeners::incoming(limiter, public);
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
             .await
@@ -520,16 +545,17 @@ async fn serve(
     }));
 
     let mut cluster_server = Server::builder()
-        .tls_config(tls.cluster_server())
+        .tls_config(tls.cluster_server().timeout(handshake))
         .map_err(tls_err)?
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(ms(c.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(ms(c.keepalive_timeout_ms)))
+        .layer(ActivityLayer::new(limits.cluster.clone()));
     let router = cluster_server.add_service(cluster_service);
     let rx = shutdown_rx.clone();
+    let limiter = limits.cluster.clone();
     tasks.push(tokio::spawn(async move {
-        let incoming = futures::StreamExt::map(
-            TcpIncoming::from(cluster).with_nodelay(Some(true)),
-            |conn| conn.map(crate::wire::Coalescing::new),
-        );
+        let incoming = Listeners::incoming(limiter, cluster);
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
             .await
@@ -663,6 +689,43 @@ fn tighten_permissions(dir: &std::path::Path) {
         if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
             tracing::warn!(dir = %dir.display(), error = %e, "the data directory is readable by others and cannot be made private");
         }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn data_directories_are_owner_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fresh = tmp.path().join("a/b/data");
+        drop(super::open_storage(&fresh).expect("opens"));
+        assert_eq!(mode(&fresh), 0o700, "a new data directory");
+        assert_eq!(
+            mode(&tmp.path().join("a")),
+            0o700,
+            "and the parents it made"
+        );
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        drop(super::open_storage(&open).expect("opens"));
+        assert_eq!(
+            mode(&open),
+            0o700,
+            "an existing one readable by others is tightened"
+        );
+        assert_eq!(
+            mode(&open.join("raft-log")),
+            0o700,
+            "the Raft log's directory"
+        );
     }
 }
 

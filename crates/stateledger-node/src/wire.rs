@@ -176,8 +176,8 @@ pub async fn connect_from(
     Ok(hyper_util::rt::TokioIo::new(Coalescing::new(tcp)))
 }
 
-impl tonic::transport::server::Connected for Coalescing<tokio::net::TcpStream> {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for Coalescing<T> {
+    type ConnectInfo = T::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.inner.connect_info()

@@ -263,3 +263,74 @@ fn an_apply_cut_by_a_crash_opens_at_the_previous_state_and_replays_to_the_same_l
     assert_eq!(reopened.root(), uncrashed.root());
     assert_eq!(reopened.meta(), uncrashed.meta());
 }
+
+/// Every node checks every record's signature before it applies it (sigcheck.rs): a group the
+/// leader proposed with a record no writer signed is refused on every node alike — in the same
+/// apply as good groups, which are appended — and kept as evidence naming the leader.
+#[test]
+fn a_group_with_a_bad_signature_is_refused_at_apply_and_kept_as_evidence() {
+    let k = keys();
+    let writer = &k.writer;
+    let good_a = vec![submitted(record(1, mutation(1)), writer)];
+    // Signed by a key that claims to be the granted writer: the signature is someone else's.
+    let mut forged = submitted(record(2, mutation(2)), &k.admin);
+    forged.writer_key = writer.verifier().key.to_bytes();
+    let bad = vec![submitted(record(3, mutation(3)), writer), forged];
+    let good_b = vec![submitted(record(4, mutation(4)), writer)];
+    let mut entries = genesis_entries(&k);
+    entries.push(append(4, vec![good_a, bad.clone(), good_b], 2_000));
+
+    // Two nodes, one applying in one call and one entry by entry: the same decision.
+    let together = ledger();
+    let responses = together.apply_entries(entries.clone()).expect("applies");
+    let one_by_one = ledger();
+    for e in entries {
+        one_by_one.apply_entries(vec![e]).expect("applies");
+    }
+    assert_eq!(together.root(), one_by_one.root());
+    assert_eq!(together.meta().size, 3, "the grant and the two good groups");
+
+    let CommandResponse::Appended(outcomes) = responses.last().expect("a response") else {
+        panic!("append answered {responses:?}");
+    };
+    assert!(matches!(outcomes[0], GroupOutcome::Appended(_)));
+    assert!(matches!(outcomes[2], GroupOutcome::Appended(_)));
+    match &outcomes[1] {
+        GroupOutcome::Refused {
+            position: 1,
+            refusal: stateledger_node::raft::Refusal::BadSignature { reason },
+        } => assert!(reason.contains("node 1"), "names the leader: {reason}"),
+        other => panic!("the forged group gave {other:?}"),
+    }
+
+    for l in [&together, &one_by_one] {
+        assert_eq!(l.bad_signature_groups(), 1);
+        let evidence = l.evidence().expect("evidence reads");
+        assert_eq!(evidence.len(), 1);
+        assert_eq!(evidence[0].log_id.index, 4);
+        assert_eq!(evidence[0].group, 1);
+        assert_eq!(evidence[0].position, 1);
+        assert_eq!(evidence[0].records, bad);
+    }
+
+    // The node's checkpoint covers only what verified: a checkpoint over the forged record
+    // cannot be one this node computed.
+    let cp = together.candidate_checkpoint().expect("genesis happened");
+    assert_eq!(cp.size.0, 3);
+}
+
+#[test]
+fn the_evidence_count_survives_a_restart() {
+    let k = keys();
+    let mut forged = submitted(record(2, mutation(2)), &k.admin);
+    forged.writer_key = k.writer.verifier().key.to_bytes();
+    let mut entries = genesis_entries(&k);
+    entries.push(append(4, vec![vec![forged]], 2_000));
+    let kv = Arc::new(MemKv::new());
+    let first = Ledger::open(Store::new(kv.clone()), true).expect("opens");
+    first.apply_entries(entries).expect("applies");
+    assert_eq!(first.bad_signature_groups(), 1);
+    drop(first);
+    let again = Ledger::open(Store::new(kv), true).expect("opens again");
+    assert_eq!(again.bad_signature_groups(), 1);
+}

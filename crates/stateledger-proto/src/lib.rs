@@ -19,6 +19,9 @@ pub mod base64_bytes {
     }
 }
 
+#[cfg(all(feature = "grpc", not(madsim)))]
+pub mod server_codec;
+
 /// gRPC metadata keys the node sets on its answers and the client reads.
 pub mod metadata {
     /// Why a request was refused, when the status code alone does not say what to do:

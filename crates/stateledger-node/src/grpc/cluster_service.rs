@@ -1,5 +1,5 @@
 //! The cluster service (mutual TLS only): Raft RPCs, snapshot transfer, checkpoint cosigning and
-//! membership administration.
+//! membership administration. Every call first checks who is calling (`super::authz`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +13,10 @@ use stateledger_core::note::NoteVerifier;
 use stateledger_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use super::authz::{authorize, check_sender, Allowed};
 use super::not_leader;
 use crate::ledger::keys;
-use crate::ledger::snapshot::{LedgerSnapshot, SnapshotSource};
+use crate::ledger::snapshot::{chunk_leaves, LedgerSnapshot, SnapshotSource};
 use crate::node::NodeShared;
 use crate::raft::codec;
 use crate::raft::election::{self, PreVoteRequest};
@@ -33,6 +34,8 @@ const COSIGN_APPLY_WAIT: Duration = Duration::from_secs(2);
 pub struct SnapshotSession {
     id: u64,
     next: u64,
+    /// The node sending it: chunks and the finish come from it only.
+    sender: NodeId,
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
@@ -76,8 +79,16 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        const CALL: &str = "AppendEntries";
+        let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append entries", &request.into_inner().data)?;
+        check_sender(
+            &self.shared,
+            &caller,
+            rpc.vote.leader_id().voted_for(),
+            CALL,
+        )?;
         let leader_commit = rpc.leader_commit.map(|l| l.index);
         let result: AppendReply = self.shared.raft.append_entries(rpc).await;
         if matches!(
@@ -95,7 +106,15 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        const CALL: &str = "Vote";
+        let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let rpc: VoteRequest<NodeId> = decode("vote", &request.into_inner().data)?;
+        check_sender(
+            &self.shared,
+            &caller,
+            rpc.vote.leader_id().voted_for(),
+            CALL,
+        )?;
         if let Err(why) = self.shared.repair.check_vote(rpc.last_log_id.as_ref()) {
             tracing::warn!(
                 candidate = rpc.vote.leader_id().voted_for().unwrap_or_default(),
@@ -111,7 +130,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        const CALL: &str = "PreVote";
+        let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let rpc: PreVoteRequest = decode("pre-vote", &request.into_inner().data)?;
+        check_sender(&self.shared, &caller, Some(rpc.candidate), CALL)?;
         let answer = election::answer_pre_vote(&self.shared, &rpc).await;
         reply("pre-vote reply", &answer)
     }
@@ -120,7 +142,16 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        const CALL: &str = "SnapshotBegin";
+        let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let begin: SnapshotBegin = decode("snapshot begin", &request.into_inner().data)?;
+        check_sender(
+            &self.shared,
+            &caller,
+            begin.vote.leader_id().voted_for(),
+            CALL,
+        )?;
+        let sender = caller.node_id().unwrap_or_default();
         let mut session = self.shared.snapshot_session.lock().await;
         self.shared
             .ledger
@@ -135,7 +166,11 @@ impl pb::cluster_server::Cluster for ClusterService {
             have = size,
             "receiving a snapshot"
         );
-        *session = Some(SnapshotSession { id, next: 0 });
+        *session = Some(SnapshotSession {
+            id,
+            next: 0,
+            sender,
+        });
         let root = self.shared.ledger.root().0;
         reply(
             "snapshot begin reply",
@@ -151,12 +186,15 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::SnapshotChunkRequest>,
     ) -> Result<Response<pb::SnapshotChunkResponse>, Status> {
+        const CALL: &str = "SnapshotChunk";
+        let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let chunk = request.into_inner();
         let mut guard = self.shared.snapshot_session.lock().await;
         let session = guard
             .as_mut()
             .filter(|s| s.id == chunk.session)
             .ok_or_else(|| Status::failed_precondition("no such snapshot session; start again"))?;
+        check_sender(&self.shared, &caller, Some(session.sender), CALL)?;
         if session.next != 0 && session.next != chunk.start_index {
             return Err(Status::failed_precondition(format!(
                 "snapshot chunk starts at {} but {} was expected",
@@ -164,22 +202,10 @@ impl pb::cluster_server::Cluster for ClusterService {
             )));
         }
         let mut batch = Batch::new(Tree::Staging);
-        let mut rest = chunk.leaves.as_slice();
         let mut index = chunk.start_index;
-        while !rest.is_empty() {
-            let len_bytes: [u8; 4] =
-                rest.get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| {
-                        Status::invalid_argument("truncated leaf length in snapshot chunk")
-                    })?;
-            let len = u32::from_be_bytes(len_bytes) as usize;
-            let leaf = rest
-                .get(4..4 + len)
-                .ok_or_else(|| Status::invalid_argument("truncated leaf in snapshot chunk"))?;
+        for leaf in chunk_leaves(&chunk.leaves).map_err(Status::invalid_argument)? {
             batch.put(keys::leaf(index), leaf);
             index += 1;
-            rest = &rest[4 + len..];
         }
         self.shared
             .ledger
@@ -194,7 +220,15 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        const CALL: &str = "SnapshotFinish";
+        let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let finish: SnapshotFinish = decode("snapshot finish", &request.into_inner().data)?;
+        check_sender(
+            &self.shared,
+            &caller,
+            finish.vote.leader_id().voted_for(),
+            CALL,
+        )?;
         {
             let guard = self.shared.snapshot_session.lock().await;
             let session = guard
@@ -203,6 +237,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 .ok_or_else(|| {
                     Status::failed_precondition("no such snapshot session; start again")
                 })?;
+            check_sender(&self.shared, &caller, Some(session.sender), CALL)?;
             if finish.from < finish.header.size && session.next != finish.header.size {
                 return Err(Status::failed_precondition(format!(
                     "snapshot has leaves up to {} but {} were promised",
@@ -245,8 +280,9 @@ impl pb::cluster_server::Cluster for ClusterService {
 
     async fn health(
         &self,
-        _request: Request<pb::HealthRequest>,
+        request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
+        authorize(&self.shared, &request, "Health", Allowed::Member).await?;
         Ok(Response::new(crate::space::health(&self.shared)))
     }
 
@@ -254,6 +290,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::CosignRequest>,
     ) -> Result<Response<pb::CosignResponse>, Status> {
+        authorize(&self.shared, &request, "Cosign", Allowed::Leader).await?;
         let text = request.into_inner().checkpoint;
         self.shared
             .repair
@@ -300,6 +337,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        authorize(&self.shared, &request, "RequestCheckpoint", Allowed::Member).await?;
         let r = request.into_inner();
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
@@ -323,6 +361,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
+        authorize(&self.shared, &request, "AddLearner", Allowed::Admin).await?;
         let r = request.into_inner();
         stateledger_core::note::check_key_name(&r.name)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -361,6 +400,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
+        authorize(&self.shared, &request, "Promote", Allowed::Admin).await?;
         let id = request.into_inner().node_id;
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
@@ -384,6 +424,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
+        authorize(&self.shared, &request, "Remove", Allowed::Admin).await?;
         let id = request.into_inner().node_id;
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));

@@ -62,6 +62,9 @@ fn refusal_status(position: usize, refusal: Refusal) -> Status {
         Refusal::Invalid { reason } => {
             Status::invalid_argument(format!("record {position}: {reason}; nothing was appended"))
         }
+        Refusal::BadSignature { reason } => {
+            Status::invalid_argument(format!("{reason}; nothing was appended"))
+        }
     }
 }
 
@@ -535,7 +538,36 @@ impl pb::ledger_server::Ledger for LedgerService {
             disk_alarm: shared.space.write_refusal(&voters).unwrap_or_default(),
             origin: shared.ledger.origin().unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            security: Some(pb::SecurityCounters {
+                permission_denied: shared.denials.count(),
+                last_permission_denied: shared.denials.last(),
+                bad_signature_groups: shared.ledger.bad_signature_groups(),
+                ..connection_counters(shared)
+            }),
         }))
+    }
+}
+
+/// The listeners' connection counters (none in the simulation, which has no sockets).
+fn connection_counters(shared: &crate::node::NodeShared) -> pb::SecurityCounters {
+    #[cfg(not(madsim))]
+    {
+        use std::sync::atomic::Ordering;
+        let l = &shared.listeners;
+        let (refused, evicted, idle_closed) = l.totals();
+        pb::SecurityCounters {
+            public_connections: l.public.stats.open.load(Ordering::Relaxed),
+            cluster_connections: l.cluster.stats.open.load(Ordering::Relaxed),
+            connections_refused: refused,
+            connections_evicted: evicted,
+            connections_idle_closed: idle_closed,
+            ..Default::default()
+        }
+    }
+    #[cfg(madsim)]
+    {
+        let _ = shared;
+        pb::SecurityCounters::default()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The gRPC services: the public ledger API and the cluster (Raft, cosigning, admin) API.
 
+pub mod authz;
 pub mod cluster_service;
 pub mod ledger_service;
 

@@ -9,6 +9,7 @@
 //! | `Mmeta`                               | [`super::meta::LedgerMeta`] (postcard)  |
 //! | `Msnapshot`                           | last built snapshot (postcard)          |
 //! | `L` index (staging tree only)         | a received snapshot leaf                |
+//! | `E` log index, group (u32)            | a group refused for a bad signature: the leader's records, kept as evidence (`state::Evidence`) |
 //!
 //! Tree nodes, the duplicate index, per-system chains, heads and grants are derived from the
 //! leaves in memory (see `state.rs`).
@@ -39,6 +40,14 @@ pub fn open_leaf(index: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(b'O');
     k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub fn evidence(log_index: u64, group: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.push(b'E');
+    k.extend_from_slice(&log_index.to_be_bytes());
+    k.extend_from_slice(&group.to_be_bytes());
     k
 }
 

@@ -124,3 +124,60 @@ impl LedgerSnapshot {
             .collect()
     }
 }
+
+/// Splits the leaves of a snapshot chunk (`SnapshotChunkRequest.leaves`: each leaf prefixed with
+/// its length as u32 big-endian). Bytes from another node: a truncated length or leaf is an
+/// error, never a panic, and nothing is allocated beyond the list of slices.
+pub fn chunk_leaves(bytes: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut leaves = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(format!(
+                "truncated leaf length in snapshot chunk after {} leaves",
+                leaves.len()
+            ));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some((leaf, tail)) = tail.split_at_checked(len) else {
+            return Err(format!(
+                "truncated leaf in snapshot chunk: {len} bytes announced, {} left",
+                tail.len()
+            ));
+        };
+        leaves.push(leaf);
+        rest = tail;
+    }
+    Ok(leaves)
+}
+
+/// Appends a leaf to a snapshot chunk in the format [`chunk_leaves`] reads.
+pub fn push_chunk_leaf(chunk: &mut Vec<u8>, leaf: &[u8]) {
+    chunk.extend_from_slice(&(leaf.len() as u32).to_be_bytes());
+    chunk.extend_from_slice(leaf);
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn chunks_round_trip_and_truncations_are_errors() {
+        let mut chunk = Vec::new();
+        for leaf in [&b"a"[..], b"", b"leaf three"] {
+            push_chunk_leaf(&mut chunk, leaf);
+        }
+        assert_eq!(
+            chunk_leaves(&chunk),
+            Ok(vec![&b"a"[..], b"", b"leaf three"])
+        );
+        for cut in 1..chunk.len() {
+            let r = chunk_leaves(&chunk[..cut]);
+            assert!(
+                r.is_err() || cut == 5 || cut == 9,
+                "a chunk cut at {cut} is refused: {r:?}"
+            );
+        }
+        assert!(chunk_leaves(&[0xff, 0xff, 0xff, 0xff, 1]).is_err());
+    }
+}

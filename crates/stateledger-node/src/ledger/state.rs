@@ -40,6 +40,7 @@ use crate::raft::{
     Appended, Command, CommandResponse, Entry, GroupOutcome, NodeId as RaftNodeId, Refusal,
     StoredMembership, SubmittedRecord,
 };
+use crate::sigcheck::BadGroups;
 use crate::store::{Batch, Store, StoreError, Tree};
 
 /// Leaves per stored block.
@@ -94,12 +95,16 @@ pub(crate) struct Inner {
     corruption: Option<String>,
     /// See [`Ledger::engine_failed`].
     engine_failed: bool,
+    /// Groups refused because a signature did not verify (each kept under `keys::evidence`).
+    bad_signature_groups: u64,
 }
 
 /// The ledger. Shared (`Arc`) between the Raft state machine, the services and the checkpointer.
 #[derive(Debug)]
 pub struct Ledger {
     store: Store,
+    /// See [`Ledger::verified`].
+    verified: Arc<crate::sigcheck::Verified>,
     inner: RwLock<Inner>,
     progress: watch::Sender<Progress>,
 }
@@ -211,6 +216,7 @@ impl Ledger {
         let (tx, _) = watch::channel(progress);
         Ok(Arc::new(Ledger {
             store,
+            verified: Default::default(),
             inner: RwLock::new(inner),
             progress: tx,
         }))
@@ -264,6 +270,23 @@ impl Ledger {
         self.read().corruption.clone()
     }
 
+    /// How many record groups this node refused at apply for a bad signature.
+    pub fn bad_signature_groups(&self) -> u64 {
+        self.read().bad_signature_groups
+    }
+
+    /// The groups refused for a bad signature, as kept (`keys::evidence`), oldest first.
+    pub fn evidence(&self) -> Result<Vec<Evidence>, StoreError> {
+        let start = keys::evidence(0, 0);
+        let end = keys::prefix_end(&[start[0]]);
+        let rows = self.store.scan(Tree::Ledger, &start, &end, usize::MAX)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                codec::decode("evidence", &v).map_err(|e| StoreError::corrupt(Tree::Ledger, &k, e))
+            })
+            .collect()
+    }
+
     pub fn meta(&self) -> LedgerMeta {
         self.read().meta.clone()
     }
@@ -295,8 +318,34 @@ impl Ledger {
 
     // ----- apply -----
 
-    /// Applies committed entries in order, writing one atomic batch.
+    /// Which groups of `entries` hold a record whose signature does not verify
+    /// (`crate::sigcheck::check_entries`). This is the one place where every node checks the
+    /// records it is about to apply (and so, later, cosign); nothing else decides it.
+    pub fn signature_verdicts(&self, entries: &[Entry]) -> BadGroups {
+        crate::sigcheck::check_entries(entries, &self.verified)
+    }
+
+    /// Records this node verified at submission (as leader), which it need not verify again
+    /// when it applies them (`crate::sigcheck::Verified`).
+    pub fn verified(&self) -> Arc<crate::sigcheck::Verified> {
+        self.verified.clone()
+    }
+
+    /// Applies committed entries in order, writing one atomic batch (checks their signatures
+    /// first, inline: [`Ledger::apply_checked`] takes verdicts computed elsewhere).
     pub fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StoreError> {
+        let bad = self.signature_verdicts(&entries);
+        self.apply_checked(entries, &bad)
+    }
+
+    /// Applies committed entries in order, writing one atomic batch. `bad` are the groups whose
+    /// signatures do not verify ([`Ledger::signature_verdicts`] of the same entries): each is
+    /// refused, and kept under `keys::evidence` with the entry's leader.
+    pub fn apply_checked(
+        &self,
+        entries: Vec<Entry>,
+        bad: &BadGroups,
+    ) -> Result<Vec<CommandResponse>, StoreError> {
         let mut inner = self.write();
         let mut batch = Batch::new(Tree::Ledger);
         let mut ctx = ApplyContext::default();
@@ -309,7 +358,11 @@ impl Ledger {
                     CommandResponse::None
                 }
                 openraft::EntryPayload::Normal(command) => {
-                    self.apply_command(&mut inner, &mut batch, &mut ctx, command)?
+                    let at = Applying {
+                        log_id: entry.log_id,
+                        bad,
+                    };
+                    self.apply_command(&mut inner, &mut batch, &mut ctx, command, &at)?
                 }
             };
             inner.meta.applied = Some(entry.log_id);
@@ -341,6 +394,7 @@ impl Ledger {
         batch: &mut Batch,
         ctx: &mut ApplyContext,
         command: Command,
+        at: &Applying<'_>,
     ) -> Result<CommandResponse, StoreError> {
         match command {
             Command::Genesis { origin, admin_keys } => {
@@ -362,7 +416,13 @@ impl Ledger {
                     return Ok(CommandResponse::Appended(Vec::new()));
                 }
                 let mut outcomes = Vec::with_capacity(groups.len());
-                for group in groups {
+                for (g, group) in groups.into_iter().enumerate() {
+                    if let Some((position, reason)) = at.bad.get(&(at.log_id.index, g)) {
+                        outcomes.push(refuse_unsigned(
+                            inner, batch, at.log_id, g, group, *position, reason,
+                        )?);
+                        continue;
+                    }
                     outcomes.push(self.append_group(inner, ctx, group, proposed_time)?);
                 }
                 Ok(CommandResponse::Appended(outcomes))
@@ -929,6 +989,67 @@ impl Ledger {
     }
 }
 
+/// The entry being applied, and the groups of this apply whose signatures do not verify.
+struct Applying<'a> {
+    log_id: crate::raft::LogId,
+    bad: &'a BadGroups,
+}
+
+/// What a node keeps of a group it refused for a bad signature: the leader's entry, as evidence
+/// (`keys::evidence`, postcard). The Raft log holds the entry too, but only until it is purged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    pub log_id: crate::raft::LogId,
+    /// The group's number within the entry.
+    pub group: u32,
+    /// Which record does not verify, and why.
+    pub position: u32,
+    pub reason: String,
+    pub records: Vec<SubmittedRecord>,
+}
+
+/// Refuses a group of an entry the leader proposed although a record's signature does not
+/// verify: nothing of it is appended, the group is kept as evidence, and the node says so.
+fn refuse_unsigned(
+    inner: &mut Inner,
+    batch: &mut Batch,
+    log_id: crate::raft::LogId,
+    group: usize,
+    records: Vec<SubmittedRecord>,
+    position: usize,
+    reason: &str,
+) -> Result<GroupOutcome, StoreError> {
+    let leader = log_id.leader_id.node_id;
+    tracing::error!(
+        log_index = log_id.index,
+        leader,
+        group,
+        position,
+        "the leader proposed a record whose signature does not verify ({reason}); refused it, \
+         and kept the entry as evidence"
+    );
+    let evidence = Evidence {
+        log_id,
+        group: group as u32,
+        position: position as u32,
+        reason: reason.to_string(),
+        records,
+    };
+    let bytes = codec::encode("evidence", &evidence).map_err(|e| {
+        StoreError::corrupt(Tree::Ledger, &keys::evidence(log_id.index, group as u32), e)
+    })?;
+    batch.put(keys::evidence(log_id.index, group as u32), &bytes);
+    inner.bad_signature_groups += 1;
+    Ok(GroupOutcome::Refused {
+        position,
+        refusal: Refusal::BadSignature {
+            reason: format!(
+                "record {position}: {reason} (the leader, node {leader}, proposed it unchecked)"
+            ),
+        },
+    })
+}
+
 #[derive(Default)]
 struct ApplyContext {
     /// Blocks filled during this apply, not yet in the batch.
@@ -1400,7 +1521,14 @@ fn load_inner(store: &Store) -> Result<Inner, StoreError> {
         published_note: None,
         corruption: None,
         engine_failed: false,
+        bad_signature_groups: 0,
     };
+    {
+        let start = keys::evidence(0, 0);
+        let end = keys::prefix_end(&[start[0]]);
+        inner.bad_signature_groups =
+            store.scan(Tree::Ledger, &start, &end, usize::MAX)?.len() as u64;
+    }
     let blocks = meta.size / BLOCK_LEAVES;
     let mut block = 0;
     while block < blocks {

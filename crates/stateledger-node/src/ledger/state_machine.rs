@@ -116,8 +116,34 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let ledger = self.ledger.clone();
+        // Every record's signature, checked before anything is applied (sigcheck.rs), off the
+        // runtime's workers when there are more than a few.
+        #[cfg(not(madsim))]
+        let (entries, bad) =
+            if crate::sigcheck::records_in(&entries) <= crate::sigcheck::SIG_INLINE_RECORDS_MAX {
+                let bad = ledger.signature_verdicts(&entries);
+                (entries, bad)
+            } else {
+                let checker = ledger.clone();
+                tokio::task::spawn_blocking(move || {
+                    let bad = checker.signature_verdicts(&entries);
+                    (entries, bad)
+                })
+                .await
+                .map_err(|e| {
+                    sm_error(
+                        ErrorVerb::Read,
+                        &crate::store::StoreError::Kv(crate::store::KvError::new(
+                            "check record signatures",
+                            e.to_string(),
+                        )),
+                    )
+                })?
+            };
+        #[cfg(madsim)]
+        let bad = ledger.signature_verdicts(&entries);
         crate::store::wait_for_space("apply log entries to the ledger", || {
-            ledger.apply_entries(entries.clone())
+            ledger.apply_checked(entries.clone(), &bad)
         })
         .await
         .map_err(|e| {

@@ -323,8 +323,7 @@ impl NodeNetwork {
             let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 4096);
             let start = pos;
             for leaf in leaves {
-                chunk.extend_from_slice(&(leaf.len() as u32).to_be_bytes());
-                chunk.extend_from_slice(&leaf);
+                crate::ledger::snapshot::push_chunk_leaf(&mut chunk, &leaf);
                 pos += 1;
                 if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
                     break;

@@ -120,6 +120,9 @@ pub enum Refusal {
     Unauthorized { reason: String },
     /// The record is invalid (not expected: the leader checks before proposing).
     Invalid { reason: String },
+    /// A record's signature does not verify: the leader proposed it without checking it (never
+    /// expected; every node refuses it at apply and keeps the entry as evidence).
+    BadSignature { reason: String },
 }
 
 /// What happened to one group.

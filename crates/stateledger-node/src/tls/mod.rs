@@ -5,6 +5,7 @@
 
 #[cfg(not(madsim))]
 pub mod dev_ca;
+pub mod identity;
 
 use std::path::Path;
 
