@@ -26,6 +26,10 @@
 //! retransmission would) and new connections are accepted but not connected onwards; when the cut
 //! heals, those held connections are closed, so their owners reconnect.
 //!
+//! Nodes see every relayed connection come from [`RELAY_SOURCE`], so their per-address
+//! connection limits (`[connections] *_per_ip_max`) count all relayed connections together; a
+//! test must stay below them (five nodes and a few dozen clients do, by far).
+//!
 //! Dropping the [`Wan`] (also during a panic) removes the jump and the chain and stops the relay.
 //! If the test process is killed outright the chain `SLW<pid>-<n>` stays behind; remove it with
 //! `iptables -t nat -D OUTPUT -j <chain>; iptables -t nat -F <chain>; iptables -t nat -X <chain>`.
