@@ -75,6 +75,9 @@ pub struct NodeShared {
     pub disk: Arc<dyn crate::space::DiskSpace>,
     /// Set once when the node must stop ([`NodeHandle::fatal`]).
     pub fatal: watch::Sender<Option<Fatal>>,
+    /// Simulation only: the known-bad behaviours this node re-introduces.
+    #[cfg(madsim)]
+    pub known_bad: crate::known_bad::KnownBad,
 }
 
 impl std::fmt::Debug for NodeShared {
@@ -214,7 +217,10 @@ impl std::fmt::Debug for NodeHandle {
 /// Most log entries in one AppendEntries; a learner this close to the leader counts as caught up.
 const REPLICATION_BATCH_ENTRIES: u64 = 64;
 
-fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {
+fn raft_config(
+    config: &NodeConfig,
+    #[cfg(madsim)] known_bad: crate::known_bad::KnownBad,
+) -> Result<Arc<openraft::Config>, StartError> {
     let r = &config.raft;
     let c = openraft::Config {
         cluster_name: config.cluster.origin.clone(),
@@ -232,6 +238,11 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError>
         // Elections are ours: PreVote first, and never while repairing (raft/election.rs).
         enable_elect: false,
         ..Default::default()
+    };
+    #[cfg(madsim)]
+    let c = openraft::Config {
+        known_bad_commit_without_quorum: known_bad!(known_bad, CommitWithoutQuorum),
+        ..c
     };
     c.validate()
         .map(Arc::new)
@@ -271,8 +282,17 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         known_bad,
     } = parts;
     config.check().map_err(StartError::Config)?;
-    let recovered = recovery::recover(&config, storage, &clock).await?;
+    let recovered = recovery::recover(
+        &config,
+        storage,
+        &clock,
+        #[cfg(madsim)]
+        known_bad,
+    )
+    .await?;
     let ledger = recovered.ledger;
+    #[cfg(madsim)]
+    ledger.set_known_bad(known_bad);
     let log_store = LogStore::new(
         recovered.store,
         config.node.id,
@@ -291,7 +311,11 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let connector = ClusterConnector::new(tls.clone(), local_ip);
     let raft = Raft::new(
         config.node.id,
-        raft_config(&config)?,
+        raft_config(
+            &config,
+            #[cfg(madsim)]
+            known_bad,
+        )?,
         NetworkFactory::new(connector.clone()),
         log_store,
         state_machine,
@@ -316,11 +340,16 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         submit_tx,
         sig_tx,
         snapshot_session: tokio::sync::Mutex::new(None),
-        repair: RepairMode::new(
-            &config.node.name,
-            recovered.repair,
-            recovered.node_state.clone(),
-        ),
+        repair: {
+            let repair = RepairMode::new(
+                &config.node.name,
+                recovered.repair,
+                recovered.node_state.clone(),
+            );
+            #[cfg(madsim)]
+            let repair = repair.with_known_bad(known_bad);
+            repair
+        },
         node_state: recovered.node_state,
         quorum_lease: Default::default(),
         fatal: watch::channel(None).0,
@@ -328,6 +357,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         scrub: Default::default(),
         space: Default::default(),
         disk: recovered.disk,
+        #[cfg(madsim)]
+        known_bad,
     });
     if let Some(note) = ledger.published_checkpoint() {
         if let Some(known) = parse_known(&note) {
