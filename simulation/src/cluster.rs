@@ -670,6 +670,8 @@ impl Cluster {
             // one whose ledger is corrupt refuses to start again.
             if let Some(why) = self.servers[i].start_failure() {
                 let s = &self.servers[i];
+                // The process exited: kill its leftovers (and their network bindings) first.
+                self.handle.kill(s.node.id());
                 self.handle.restart(s.node.id());
                 self.trace
                     .log(format!("restart {} after it stopped: {why}", s.name));
