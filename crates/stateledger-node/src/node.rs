@@ -446,8 +446,9 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
 /// How often the fatal watcher looks at the storage engine (Raft's state wakes it at once).
 const FATAL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Stops the node when Raft stops on its own (a storage error, a panic in its core) or the
-/// storage engine failed: a node whose Raft is gone must not keep serving an old state.
+/// Stops the node when Raft stops on its own (a storage error, a panic in its core), the
+/// storage engine failed, or it leads with corrupt stored data: a node whose Raft is gone must
+/// not keep serving an old state, and a leader must be able to send what it stores.
 async fn watch_fatal(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
     let mut metrics = shared.raft.metrics();
     loop {
@@ -467,6 +468,22 @@ async fn watch_fatal(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool
                 .unwrap_or_else(|| "the storage engine failed".into());
             shared.fail(reason, true);
             return;
+        }
+        if let Some(reason) = shared.ledger.corruption() {
+            // A leader must be able to read everything it stores: a follower that needs a
+            // snapshot would otherwise never catch up from it (simulation seed 96 on 5 nodes: a
+            // corrupt checkpoint note stopped every snapshot to a follower that had fallen
+            // behind). A follower keeps running, serving what it can read.
+            if metrics.borrow().state == openraft::ServerState::Leader {
+                shared.fail(
+                    format!(
+                        "this node leads but its stored data is corrupt ({reason}); it stops so \
+                         that another node leads"
+                    ),
+                    true,
+                );
+                return;
+            }
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() {
