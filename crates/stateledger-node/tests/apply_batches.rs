@@ -343,7 +343,7 @@ fn the_evidence_count_survives_a_restart() {
 fn signature_check_cost_per_record() {
     let k = keys();
     let all: Vec<SubmittedRecord> = (0..4096)
-        .map(|n| submitted(record(n, mutation(n)), &k.writer))
+        .map(|n| submitted(record(n + 1, mutation(n + 1)), &k.writer))
         .collect();
     let verified = stateledger_node::sigcheck::Verified::default();
     for per_apply in [1usize, 4, 16, 64, 256, 1024, 4096] {
