@@ -21,12 +21,13 @@ use stateledger_node::config::{
 };
 use stateledger_node::node::{start, NodeParts, NodeShared};
 use stateledger_node::recovery::NodeStorage;
-use stateledger_node::store::wal::mem::MemDir;
-use stateledger_node::store::wal::{WalKv, WalOptions};
-use stateledger_node::store::{Kv, MemKv};
+use stateledger_node::store::wal::mem::{MemDir, MemDirSnapshot};
+use stateledger_node::store::wal::{frame, marker, WalKv, WalOptions};
+use stateledger_node::store::{Kv, MemKv, MemKvCopy};
 use stateledger_node::tls::TlsMaterial;
 
 use crate::options::KnownBad;
+use crate::plan::StateLoss;
 use crate::trace::Trace;
 
 /// Raft log file sizes for simulated files (held in memory).
@@ -132,6 +133,16 @@ pub struct Server {
     pub decommissioned: bool,
     /// A stored byte of this server was flipped.
     pub corrupted: bool,
+    /// What this server lost of its synced state (faults), in order; a server that lost nothing
+    /// and was not corrupted must never repair.
+    pub losses: Vec<String>,
+    /// Set by a loss the node must notice: the first incarnation from which it must start in
+    /// repair mode (or refuse to start), and the loss.
+    pub must_detect: Option<(u64, String)>,
+    /// The durable storage as copied by the last `TakeCopy` fault.
+    copy: Option<(MemDirSnapshot, MemKvCopy)>,
+    /// The fsync time drawn for this server (a `SlowDisk` fault raises it for a while).
+    sync_delay: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -211,8 +222,13 @@ impl Server {
                 };
                 let p = s.ledger.current_progress();
                 let root = s.ledger.root().to_hex();
+                let repairing = if s.repair.is_repairing() {
+                    "(repairing)"
+                } else {
+                    ""
+                };
                 format!(
-                    "{}:{role}{paused} t{} a{} s{} r{} p{}",
+                    "{}:{role}{paused}{repairing} t{} a{} s{} r{} p{}",
                     self.id,
                     m.current_term,
                     m.last_applied.map_or(0, |l| l.index),
@@ -229,6 +245,8 @@ impl Server {
 #[derive(Clone, Debug)]
 pub struct ServerTuning {
     pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot; fewer means more purging and more snapshot installs.
+    pub logs_kept_after_snapshot: u64,
     pub sync_delay: Vec<Duration>,
 }
 
@@ -285,6 +303,7 @@ fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
         },
         raft: RaftSection {
             snapshot_every_entries: tuning.snapshot_every_entries,
+            logs_kept_after_snapshot: tuning.logs_kept_after_snapshot,
             ..RaftSection::default()
         },
         limits: LimitsSection::default(),
@@ -401,6 +420,10 @@ impl Cluster {
                 pause_holds: 0,
                 decommissioned: false,
                 corrupted: false,
+                losses: Vec::new(),
+                must_detect: None,
+                copy: None,
+                sync_delay,
             });
         }
         Cluster {
@@ -453,6 +476,144 @@ impl Cluster {
                 "crash {} (lost {lost} unsynced ledger writes, tore {log_bytes} unsynced log bytes)",
                 s.name
             ));
+        }
+    }
+
+    /// Makes every fsync of a server take `delay` (both storages), or the drawn time again.
+    pub fn set_sync_delay(&mut self, index: usize, delay: Option<Duration>) {
+        let s = &self.servers[index];
+        let delay = delay.unwrap_or(s.sync_delay);
+        s.kv.set_sync_delay(delay);
+        s.log_dir.set_sync_delay(delay);
+    }
+
+    /// Keeps a copy of a server's durable storage (for a later rollback).
+    pub fn take_copy(&mut self, index: usize) {
+        let s = &mut self.servers[index];
+        s.copy = Some((s.log_dir.snapshot(), s.kv.durable_copy()));
+        self.trace.log(format!("copy the storage of {}", s.name));
+    }
+
+    /// A server that is down loses part of its synced state. Records what it lost and whether
+    /// its next start must notice.
+    pub fn lose_state(&mut self, index: usize, loss: StateLoss) {
+        let s = &mut self.servers[index];
+        if !s.is_down() {
+            self.trace.log(format!(
+                "lose state of {}: it is not down; nothing lost",
+                s.name
+            ));
+            return;
+        }
+        let wal_names: Vec<String> = s
+            .log_dir
+            .names()
+            .into_iter()
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        let mark = s
+            .log_dir
+            .durable(marker::MARKER_FILE)
+            .and_then(|b| marker::read(&b))
+            .map(|slot| slot.mark);
+        // Synced bytes of the file the marker names: records below them were acknowledged.
+        let marked = |name: &str| {
+            mark.filter(|m| format!("{:016x}.wal", m.generation) == name)
+                .map_or(0, |m| m.synced as usize)
+        };
+        let (what, must_detect) = match loss {
+            StateLoss::LogFileDeleted => {
+                let had = wal_names
+                    .iter()
+                    .any(|n| marked(n) > frame::FILE_MAGIC.len());
+                for n in &wal_names {
+                    s.log_dir.delete(n);
+                }
+                (format!("its Raft log file {wal_names:?} was deleted"), had)
+            }
+            StateLoss::LogDirDeleted => {
+                let had = !s.log_dir.names().is_empty();
+                for n in s.log_dir.names() {
+                    s.log_dir.delete(&n);
+                }
+                (
+                    "its Raft log directory (file and sync marker) was deleted".to_string(),
+                    had && !s.kv.is_empty(),
+                )
+            }
+            StateLoss::LogTruncated => {
+                let mut rng = thread_rng();
+                let mut done = (
+                    "its Raft log had no synced record to cut".to_string(),
+                    false,
+                );
+                for n in &wal_names {
+                    let bytes = s.log_dir.durable(n).unwrap_or_default();
+                    let end = frame::recover(&bytes).valid_end.min(marked(n));
+                    let start = frame::FILE_MAGIC.len();
+                    if end > start + 1 {
+                        let cut = rng.gen_range(start..end);
+                        s.log_dir.replace(n, bytes[..cut].to_vec());
+                        done = (
+                            format!("its Raft log file {n} was cut at byte {cut} of {end} synced"),
+                            true,
+                        );
+                    }
+                }
+                done
+            }
+            StateLoss::LogRolledBack => match &s.copy {
+                None => (
+                    "its Raft log had no older copy to roll back to".to_string(),
+                    false,
+                ),
+                Some((copy, _)) => {
+                    for n in &wal_names {
+                        s.log_dir.delete(n);
+                    }
+                    for (n, bytes) in copy.files().iter().filter(|(n, _)| n.ends_with(".wal")) {
+                        s.log_dir.replace(n, bytes.clone());
+                    }
+                    // Lost: the copy ends before what the marker says was synced (or lacks
+                    // the file the marker names).
+                    let lost = mark.is_some_and(|m| {
+                        let name = format!("{:016x}.wal", m.generation);
+                        match copy.files().get(&name) {
+                            None => m.synced as usize > frame::FILE_MAGIC.len(),
+                            Some(bytes) => frame::recover(bytes).valid_end < m.synced as usize,
+                        }
+                    });
+                    (
+                        "its Raft log file was replaced by an older copy".to_string(),
+                        lost,
+                    )
+                }
+            },
+            StateLoss::LedgerLost => {
+                let had = !s.kv.is_empty();
+                s.kv.restore(&MemKvCopy::default());
+                ("its ledger storage was deleted".to_string(), had)
+            }
+            StateLoss::LedgerRolledBack => match &s.copy {
+                None => (
+                    "its ledger had no older copy to roll back to".to_string(),
+                    false,
+                ),
+                Some((_, copy)) => {
+                    s.kv.restore(copy);
+                    // The ledger is derived from the log: an older one is no loss Raft must
+                    // notice (the node replays or fetches what it lacks).
+                    (
+                        "its ledger storage was replaced by an older copy".to_string(),
+                        false,
+                    )
+                }
+            },
+        };
+        self.trace.log(format!("lose state of {}: {what}", s.name));
+        s.losses.push(what.clone());
+        if must_detect {
+            s.must_detect = Some((s.incarnation() + 1, what));
         }
     }
 
@@ -523,6 +684,17 @@ impl Cluster {
             }
             while self.servers[i].down_holds > 0 {
                 self.release_crash(i);
+            }
+            // A node that stopped on its own (damaged storage, Raft stopped) is started again,
+            // as a supervisor would: one whose Raft log was damaged then repairs and rejoins;
+            // one whose ledger is corrupt refuses to start again.
+            if let Some(why) = self.servers[i].start_failure() {
+                let s = &self.servers[i];
+                // The process exited: kill its leftovers (and their network bindings) first.
+                self.handle.kill(s.node.id());
+                self.handle.restart(s.node.id());
+                self.trace
+                    .log(format!("restart {} after it stopped: {why}", s.name));
             }
         }
     }

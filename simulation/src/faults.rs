@@ -10,7 +10,7 @@ use stateledger_node::store::wal::frame;
 use stateledger_node::store::Tree;
 
 use crate::cluster::Cluster;
-use crate::plan::{Fault, PlannedFault, Targets};
+use crate::plan::{Fault, PlannedFault, Targets, Trigger};
 use crate::trace::Trace;
 
 /// What a started fault holds, so ending it releases exactly that.
@@ -19,6 +19,7 @@ enum Held {
     Links(Vec<(usize, usize)>),
     Crashed(Vec<usize>),
     Paused(usize),
+    SlowDisk(Vec<usize>),
     Network,
     Flapping {
         links: Vec<(usize, usize)>,
@@ -35,11 +36,31 @@ struct Active {
     held: Held,
 }
 
+/// What an armed [`Fault::CrashOn`] last saw of its node.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Vote(openraft::Vote<u64>),
+    Append(Option<u64>),
+}
+
+/// A [`Fault::CrashOn`] waiting for its trigger.
+#[derive(Debug)]
+struct Armed {
+    until: Duration,
+    node: usize,
+    on: Trigger,
+    down: Duration,
+    fault: Fault,
+    /// (incarnation, what it saw): a restart starts the comparison afresh.
+    seen: Option<(u64, Seen)>,
+}
+
 /// See the module comment.
 #[derive(Debug)]
 pub struct FaultRunner {
     pending: Vec<PlannedFault>,
     active: Vec<Active>,
+    armed: Vec<Armed>,
 }
 
 /// Every directed link between `side` and the other servers.
@@ -62,6 +83,62 @@ impl FaultRunner {
         FaultRunner {
             pending,
             active: Vec::new(),
+            armed: Vec::new(),
+        }
+    }
+
+    /// True while a timed crash waits for its trigger: the harness then looks every
+    /// millisecond, since the windows it aims at last a few.
+    pub fn wants_fine_steps(&self) -> bool {
+        !self.armed.is_empty()
+    }
+
+    /// Fires each armed crash whose node did what it waits for.
+    fn check_armed(&mut self, now: Duration, cluster: &mut Cluster, trace: &Trace) {
+        let mut i = 0;
+        while i < self.armed.len() {
+            let a = &mut self.armed[i];
+            if now >= a.until {
+                trace.log(format!("fault ends untriggered: {:?}", a.fault));
+                self.armed.remove(i);
+                continue;
+            }
+            let server = &cluster.servers[a.node];
+            let Some(shared) = server.shared() else {
+                i += 1;
+                continue;
+            };
+            let m = shared.raft.metrics().borrow().clone();
+            let now_seen = match a.on {
+                Trigger::Vote => Seen::Vote(m.vote),
+                Trigger::Append => Seen::Append(m.last_log_index),
+            };
+            let incarnation = server.incarnation();
+            let fire = match &a.seen {
+                Some((inc, seen)) if *inc == incarnation => *seen != now_seen,
+                _ => false,
+            };
+            if !fire {
+                a.seen = Some((incarnation, now_seen));
+                i += 1;
+                continue;
+            }
+            let a = self.armed.remove(i);
+            trace.log(format!(
+                "fault: {} lost power right after {} ({now_seen:?})",
+                cluster.servers[a.node].name,
+                match a.on {
+                    Trigger::Vote => "its vote changed",
+                    Trigger::Append => "it appended",
+                }
+            ));
+            cluster.crash(a.node, 0);
+            self.active.push(Active {
+                start: now,
+                end: now + a.down,
+                fault: a.fault,
+                held: Held::Crashed(vec![a.node]),
+            });
         }
     }
 
@@ -81,6 +158,7 @@ impl FaultRunner {
                 self.begin(f, now, cluster, trace);
             }
         }
+        self.check_armed(now, cluster, trace);
         for a in &mut self.active {
             if let Held::Flapping {
                 links,
@@ -108,6 +186,7 @@ impl FaultRunner {
     /// Ends every active fault and drops the rest of the plan.
     pub fn end_all(&mut self, cluster: &mut Cluster, trace: &Trace) {
         self.pending.clear();
+        self.armed.clear();
         for a in std::mem::take(&mut self.active) {
             self.end(a, cluster, trace);
         }
@@ -178,15 +257,9 @@ impl FaultRunner {
                 targets,
                 keep_unsynced,
             } => {
-                let nodes = match targets {
-                    Targets::Nodes(n) => n.clone(),
-                    Targets::Leader => match cluster.leader() {
-                        Some(l) => vec![l],
-                        None => {
-                            trace.log("fault: crash leader: no leader now");
-                            return;
-                        }
-                    },
+                let Some(nodes) = resolve(targets, cluster) else {
+                    trace.log("fault: crash leader: no leader now");
+                    return;
                 };
                 trace.log(format!(
                     "fault: power loss of {:?} keeping {keep_unsynced} unsynced writes",
@@ -216,6 +289,63 @@ impl FaultRunner {
             }
             Fault::Corrupt { node } => {
                 corrupt(cluster, *node, trace);
+                return;
+            }
+            Fault::LoseState { node, loss } => {
+                trace.log(format!(
+                    "fault: power loss of {} which then loses state: {loss:?}",
+                    cluster.servers[*node].name
+                ));
+                cluster.crash(*node, 0);
+                cluster.lose_state(*node, *loss);
+                Held::Crashed(vec![*node])
+            }
+            Fault::TakeCopy { node } => {
+                cluster.take_copy(*node);
+                return;
+            }
+            Fault::SlowDisk {
+                targets,
+                sync_delay,
+            } => {
+                let Some(nodes) = resolve(targets, cluster) else {
+                    trace.log("fault: slow disk of the leader: no leader now");
+                    return;
+                };
+                for n in &nodes {
+                    trace.log(format!(
+                        "fault: every fsync of {} takes {}ms",
+                        cluster.servers[*n].name,
+                        sync_delay.as_millis()
+                    ));
+                    cluster.set_sync_delay(*n, Some(*sync_delay));
+                }
+                Held::SlowDisk(nodes)
+            }
+            Fault::CrashOn { targets, on, down } => {
+                let Some(nodes) = resolve(targets, cluster) else {
+                    trace.log("fault: crash the leader on a trigger: no leader now");
+                    return;
+                };
+                for node in nodes {
+                    trace.log(format!(
+                        "fault: {} loses power the next time {} (for {:.3}s)",
+                        cluster.servers[node].name,
+                        match on {
+                            Trigger::Vote => "its vote changes",
+                            Trigger::Append => "it appends",
+                        },
+                        f.duration.as_secs_f64()
+                    ));
+                    self.armed.push(Armed {
+                        until: now + f.duration,
+                        node,
+                        on: *on,
+                        down: *down,
+                        fault: f.fault.clone(),
+                        seen: None,
+                    });
+                }
                 return;
             }
         };
@@ -249,6 +379,11 @@ impl FaultRunner {
                 }
             }
             Held::Paused(n) => cluster.release_pause(n),
+            Held::SlowDisk(nodes) => {
+                for n in nodes {
+                    cluster.set_sync_delay(n, None);
+                }
+            }
             Held::Network => {}
         }
         self.apply_network();
@@ -271,6 +406,14 @@ impl FaultRunner {
             }
         }
         NetSim::current().update_config(|c| *c = config);
+    }
+}
+
+/// The servers `targets` names now (`None`: it names the leader and there is none).
+fn resolve(targets: &Targets, cluster: &Cluster) -> Option<Vec<usize>> {
+    match targets {
+        Targets::Nodes(n) => Some(n.clone()),
+        Targets::Leader => cluster.leader().map(|l| vec![l]),
     }
 }
 

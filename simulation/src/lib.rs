@@ -27,5 +27,5 @@ pub mod trace;
 pub mod workload;
 pub mod world;
 
-pub use options::{KnownBad, SimOptions};
+pub use options::{KnownBad, SimOptions, Switch};
 pub use run::{run_seed, Failure, Outcome, Report};

@@ -1,6 +1,7 @@
 //! The liveness phase: every fault is healed, and within a bound of simulated time the cluster
 //! must (1) acknowledge a new write, (2) finish the operator's membership change, (3) converge —
-//! every member that can serve holds the same size and root, covering every acknowledged record —
+//! every member that can serve has finished repairing (if it lost state) and holds the same size
+//! and root, covering every acknowledged record —
 //! (4) give, from every such member, a receipt for the new write that verifies offline, and
 //! (5) reconstruct the same S(T) on every member.
 //!
@@ -57,6 +58,10 @@ pub fn converged(cluster: &Cluster, required: &[usize], acked_end: u64) -> Resul
     for i in required {
         let s = &cluster.servers[*i];
         let shared = s.shared().ok_or_else(|| format!("{} is not up", s.name))?;
+        if let Some(why) = shared.repair.reason() {
+            // A node that lost state must rejoin: caught up with a leader, it votes again.
+            return Err(format!("{} is still repairing ({why})", s.name));
+        }
         let size = shared.ledger.current_progress().size;
         if size < acked_end {
             return Err(format!(

@@ -20,19 +20,24 @@ mod sim {
     use std::time::Duration;
 
     use stateledger_simulation::batch::{result_line, run_all};
-    use stateledger_simulation::{run_seed, KnownBad, SimOptions};
+    use stateledger_simulation::{run_seed, SimOptions, Switch};
 
     const USAGE: &str =
         "usage: stateledger-sim [--seed N | --seeds COUNT [--start FIRST]] [--nodes 3|5|3,5]
                        [--jobs J] [--safety-ms MS] [--liveness-ms MS]
-                       [--known-bad ack-log-before-sync] [--trace] [--log FILTER]
+                       [--known-bad SWITCH]... [--trace] [--log FILTER]
 
   --seed N          run one seed in this process (with --trace: print its trace as it runs)
   --seeds COUNT     run COUNT seeds starting at --start (default 0), each with every --nodes
                     size, each in its own child process
   --nodes           cluster sizes (voters), default 3,5
   --jobs J          seeds run in parallel (default: available cores)
-  --known-bad WHAT  re-introduce a known-bad behaviour (the run should fail)
+  --known-bad WHAT  re-introduce a known-bad behaviour (the run should fail); repeatable:
+                    ack-log-before-sync, vote-before-sync, commit-without-quorum,
+                    checkpoint-short-of-quorum, lost-state-votes, duplicate-check-skipped,
+                    snapshot-install-without-sync, backlink-wrong-predecessor,
+                    head-map-not-updated, ledger-time-backwards,
+                    leader-resumes-after-restart, ledger-meta-written-first
   --log FILTER      node logs to stderr (tracing filter, e.g. info or openraft=debug)
 exit status: 0 all passed, 1 some failed, 2 usage";
 
@@ -80,14 +85,16 @@ exit status: 0 all passed, 1 some failed, 2 usage";
                         })
                         .collect::<Result<_, _>>()?;
                 }
-                "--known-bad" => match args.next().as_deref() {
-                    Some("ack-log-before-sync") => {
-                        base.known_bad = KnownBad {
-                            ack_log_before_sync: true,
-                        }
-                    }
-                    other => return Err(format!("unknown --known-bad {other:?}")),
-                },
+                "--known-bad" => {
+                    let name = args.next().ok_or("--known-bad needs a switch name")?;
+                    let switch = Switch::parse(&name).ok_or_else(|| {
+                        format!(
+                            "unknown --known-bad {name:?}; one of {}",
+                            Switch::ALL.map(|s| s.name()).join(", ")
+                        )
+                    })?;
+                    base.known_bad = base.known_bad.with(switch);
+                }
                 "--trace" => base.echo_trace = true,
                 "--child" => child = true,
                 "--log" => log = Some(args.next().ok_or("--log needs a filter")?),

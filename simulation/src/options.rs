@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-pub use stateledger_node::known_bad::KnownBad;
+pub use stateledger_node::known_bad::{KnownBad, Switch};
 
 /// Default length of the safety phase (faults active), in simulated time.
 pub const SAFETY_DEFAULT: Duration = Duration::from_secs(20);
@@ -48,8 +48,8 @@ impl SimOptions {
                 self.liveness_bound.as_millis()
             ));
         }
-        if self.known_bad.ack_log_before_sync {
-            args.push_str(" --known-bad ack-log-before-sync");
+        for switch in self.known_bad.switches() {
+            args.push_str(&format!(" --known-bad {switch}"));
         }
         args
     }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
 
+use stateledger_node::config::RaftSection;
+
 use crate::cluster::ServerTuning;
 
 /// Which servers a crash takes down.
@@ -42,6 +44,70 @@ pub enum Fault {
     ClockJump { node: usize, delta_nanos: i64 },
     /// One stored bit of `node` flips (in a ledger value or a Raft log entry).
     Corrupt { node: usize },
+    /// Power loss of `node`, which then loses part of its *synced* state while it is down, and
+    /// restarts after the duration.
+    LoseState { node: usize, loss: StateLoss },
+    /// The harness keeps a copy of `node`'s durable storage (both of them), for a later
+    /// [`StateLoss::LogRolledBack`] or [`StateLoss::LedgerRolledBack`].
+    TakeCopy { node: usize },
+    /// The disk of `targets` (resolved when the fault starts) syncs slowly: every fsync takes
+    /// `sync_delay` (a disk latency spike). A leader then replicates long before its own log is
+    /// durable, and a crash meanwhile loses entries a quorum of followers holds.
+    SlowDisk {
+        targets: Targets,
+        sync_delay: Duration,
+    },
+    /// A crash timed by what the node does: while the fault lasts, the first time `targets`
+    /// (resolved when it starts) changes its Raft vote (`on: Trigger::Vote`) or appends to its
+    /// log (`Trigger::Append`), it loses power at once, keeping none of its unsynced writes,
+    /// and restarts `down` later. These are the windows in which a vote or an acknowledgement
+    /// that was sent but not made durable is lost.
+    CrashOn {
+        targets: Targets,
+        on: Trigger,
+        down: Duration,
+    },
+}
+
+/// What a [`Fault::CrashOn`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The node's Raft vote changed (it voted, or accepted a leader).
+    Vote,
+    /// The node's last log index grew.
+    Append,
+}
+
+/// What a node loses of its synced state (a disk, a file system or an operator at fault). Each
+/// is one the node must notice or survive on its own (docs/OPERATIONS.md, "Repairing a node").
+/// A whole data directory rolled back to one consistent older copy is not drawn: no local check
+/// can tell it from an intact older state, and the operator must run `stateledger node repair`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateLoss {
+    /// The Raft log file is deleted; its sync marker stays.
+    LogFileDeleted,
+    /// The Raft log's whole directory (file and sync marker) is gone.
+    LogDirDeleted,
+    /// The Raft log file is cut in the middle of its synced records.
+    LogTruncated,
+    /// The Raft log file is replaced by the copy of the last [`Fault::TakeCopy`]; its sync marker
+    /// stays.
+    LogRolledBack,
+    /// The ledger's storage (sled) is gone.
+    LedgerLost,
+    /// The ledger's storage is replaced by the copy of the last [`Fault::TakeCopy`].
+    LedgerRolledBack,
+}
+
+impl StateLoss {
+    const ALL: [StateLoss; 6] = [
+        StateLoss::LogFileDeleted,
+        StateLoss::LogDirDeleted,
+        StateLoss::LogTruncated,
+        StateLoss::LogRolledBack,
+        StateLoss::LedgerLost,
+        StateLoss::LedgerRolledBack,
+    ];
 }
 
 /// A fault with its start and duration (instant faults ignore the duration).
@@ -94,6 +160,162 @@ fn pick_nodes(rng: &mut impl Rng, servers: usize, count: usize) -> Vec<usize> {
 
 fn millis(rng: &mut impl Rng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(rng.gen_range(lo..hi))
+}
+
+/// The leader (half the time) or a random voter.
+fn leader_or_voter(rng: &mut impl Rng, voters: usize) -> Targets {
+    if rng.gen_bool(0.5) {
+        Targets::Leader
+    } else {
+        Targets::Nodes(vec![rng.gen_range(0..voters)])
+    }
+}
+
+/// Draws the crashes that aim at the narrow windows of a replicated log: right after a vote,
+/// right after an append, and on a leader whose disk is slow (its log lags what it replicated).
+fn draw_timed_crashes(
+    rng: &mut impl Rng,
+    voters: usize,
+    safety_ms: u64,
+    faults: &mut Vec<PlannedFault>,
+) {
+    for _ in 0..rng.gen_range(0..4) {
+        let on = if rng.gen_bool(0.5) {
+            Trigger::Vote
+        } else {
+            Trigger::Append
+        };
+        let targets = match on {
+            // Votes change on followers and candidates: a leader's vote changes only when it
+            // loses leadership.
+            Trigger::Vote => Targets::Nodes(vec![rng.gen_range(0..voters)]),
+            Trigger::Append => leader_or_voter(rng, voters),
+        };
+        faults.push(PlannedFault {
+            start: millis(rng, 500, safety_ms.saturating_sub(1000).max(501)),
+            duration: millis(rng, 500, 6000),
+            fault: Fault::CrashOn {
+                targets,
+                on,
+                down: millis(rng, 50, 2000),
+            },
+        });
+    }
+    if rng.gen_bool(0.5) {
+        let start = millis(rng, 500, safety_ms.saturating_sub(3000).max(501));
+        let duration = millis(rng, 1000, 6000);
+        let targets = leader_or_voter(rng, voters);
+        faults.push(PlannedFault {
+            start,
+            duration,
+            fault: Fault::SlowDisk {
+                targets: targets.clone(),
+                sync_delay: millis(rng, 5, 80),
+            },
+        });
+        if rng.gen_bool(0.6) {
+            // The slow node loses power while its log lags.
+            faults.push(PlannedFault {
+                start: start + millis(rng, 200, duration.as_millis() as u64),
+                duration: millis(rng, 100, 3000),
+                fault: Fault::Crash {
+                    targets,
+                    keep_unsynced: 0,
+                },
+            });
+        }
+    }
+}
+
+/// How often a plan has state losses at all.
+const STATE_LOSS_PROBABILITY: f64 = 0.5;
+
+/// Draws up to `f` nodes that lose synced state (f = the failures the cluster tolerates, minus
+/// a node whose bytes a [`Fault::Corrupt`] flips, which may repair too), each in the pattern of
+/// issue 11's first failure: a third node falls behind (cut off), the victim and another node
+/// (often the leader) lose power, the victim loses state while down and comes back first, and the
+/// other one later — so for a while the victim and the node that fell behind could form a
+/// majority without the records only the other one still holds.
+///
+/// Never more than `f` nodes: a majority that may have forgotten what it acknowledged cannot
+/// elect anyone safely, so such a cluster must stop for good, and the liveness phase could not
+/// tell that from a bug.
+fn draw_state_losses(
+    rng: &mut impl Rng,
+    voters: usize,
+    safety_ms: u64,
+    corrupted: Option<usize>,
+    faults: &mut Vec<PlannedFault>,
+) {
+    let tolerated = (voters - 1) / 2;
+    let mut victims: Vec<usize> = corrupted.into_iter().collect();
+    let budget = tolerated.saturating_sub(victims.len());
+    let count = if budget == 0 {
+        // The corrupted node itself may also lose state (it repairs either way).
+        usize::from(corrupted.is_some_and(|c| c < voters) && rng.gen_bool(0.5))
+    } else {
+        rng.gen_range(1..=budget)
+    };
+    let mut losses = Vec::new();
+    while losses.len() < count {
+        let node = if budget == 0 {
+            match corrupted {
+                Some(c) => c,
+                None => return,
+            }
+        } else {
+            let n = rng.gen_range(0..voters);
+            if victims.contains(&n) {
+                continue;
+            }
+            victims.push(n);
+            n
+        };
+        losses.push(node);
+    }
+    for node in losses {
+        let loss = StateLoss::ALL[rng.gen_range(0..StateLoss::ALL.len())];
+        let start = millis(rng, 2000, safety_ms.saturating_sub(3000).max(2001));
+        let down = millis(rng, 100, 3000);
+        if matches!(loss, StateLoss::LogRolledBack | StateLoss::LedgerRolledBack) {
+            // Old enough that the node synced (and its log purged) much since.
+            faults.push(PlannedFault {
+                start: start
+                    .saturating_sub(millis(rng, 300, 8000))
+                    .max(Duration::from_millis(500)),
+                duration: Duration::ZERO,
+                fault: Fault::TakeCopy { node },
+            });
+        }
+        faults.push(PlannedFault {
+            start,
+            duration: down,
+            fault: Fault::LoseState { node, loss },
+        });
+        let mut others: Vec<usize> = (0..voters).filter(|n| *n != node).collect();
+        if rng.gen_bool(0.7) {
+            // Another node loses power just after the victim and comes back after it.
+            let other = others.remove(rng.gen_range(0..others.len()));
+            faults.push(PlannedFault {
+                start: start + Duration::from_millis(1),
+                duration: down + millis(rng, 300, 4000),
+                fault: Fault::Crash {
+                    targets: Targets::Nodes(vec![other]),
+                    keep_unsynced: 0,
+                },
+            });
+        }
+        if rng.gen_bool(0.6) {
+            // A third node falls behind before the crashes.
+            let behind = others[rng.gen_range(0..others.len())];
+            let before = millis(rng, 300, 2500);
+            faults.push(PlannedFault {
+                start: start.saturating_sub(before),
+                duration: before + down / 2,
+                fault: Fault::Partition { side: vec![behind] },
+            });
+        }
+    }
 }
 
 impl Plan {
@@ -214,26 +436,48 @@ impl Plan {
                 }
             })
             .collect();
-        let tuning = ServerTuning {
+        let mut tuning = ServerTuning {
             snapshot_every_entries: rng.gen_range(20..400),
+            logs_kept_after_snapshot: RaftSection::default().logs_kept_after_snapshot,
             sync_delay: (0..servers)
                 .map(|_| Duration::from_micros(rng.gen_range(0..3000)))
                 .collect(),
         };
+        let clients = rng.gen_range(1..4);
+        // Drawn last, so that the rest of a seed's plan is what it was before state losses
+        // existed.
+        let corrupted = faults.iter().find_map(|f| match f.fault {
+            Fault::Corrupt { node } => Some(node),
+            _ => None,
+        });
+        if rng.gen_bool(STATE_LOSS_PROBABILITY) {
+            draw_state_losses(&mut rng, voters, safety_ms, corrupted, &mut faults);
+        }
+        draw_timed_crashes(&mut rng, voters, safety_ms, &mut faults);
+        faults.sort_by_key(|f| f.start);
+        // Often few entries kept behind a snapshot: the log is purged all the time, and
+        // followers that fall behind catch up by snapshot.
+        if rng.gen_bool(0.6) {
+            tuning.logs_kept_after_snapshot = rng.gen_range(0..100);
+        }
         Plan {
             faults,
             membership,
             skews,
             tuning,
-            clients: rng.gen_range(1..4),
+            clients,
         }
     }
 
     /// The plan, one line per item, for the trace.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![format!(
-            "plan: {} clients, snapshot every {} entries, sync delays {:?}, skews {:?}",
-            self.clients, self.tuning.snapshot_every_entries, self.tuning.sync_delay, self.skews
+            "plan: {} clients, snapshot every {} entries keeping {} behind it, sync delays {:?}, skews {:?}",
+            self.clients,
+            self.tuning.snapshot_every_entries,
+            self.tuning.logs_kept_after_snapshot,
+            self.tuning.sync_delay,
+            self.skews
         )];
         if let Some(m) = &self.membership {
             lines.push(format!(

@@ -27,6 +27,8 @@ use crate::world;
 const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How often the harness wakes to apply faults.
 const STEP: Duration = Duration::from_millis(50);
+/// ... and how often while a crash waits for a node's vote or append (`Fault::CrashOn`).
+const FINE_STEP: Duration = Duration::from_millis(1);
 /// How often the trace records every server's state.
 const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 /// Margin past both phases after which madsim itself stops a stuck run.
@@ -367,7 +369,12 @@ async fn simulate(
             trace.log(format!("state: {}", cluster.summary()));
             next_summary = now + SUMMARY_EVERY;
         }
-        madsim::time::sleep(STEP).await;
+        let step = if faults.wants_fine_steps() {
+            FINE_STEP
+        } else {
+            STEP
+        };
+        madsim::time::sleep(step).await;
     }
 
     // ---- heal ----

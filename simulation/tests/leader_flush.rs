@@ -100,6 +100,7 @@ fn the_leader_replicates_while_it_syncs_and_counts_itself_only_once_synced() {
     rt.block_on(async {
         let tuning = ServerTuning {
             snapshot_every_entries: 1_000,
+            logs_kept_after_snapshot: 1_000,
             sync_delay: Vec::new(),
         };
         let mut cluster = Cluster::start(3, &tuning, KnownBad::default(), Trace::new(false));

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -153,6 +154,20 @@ impl TestCluster {
             Some(net) => format!("127.0.{net}.{id}"),
             None => "127.0.0.1".into(),
         }
+    }
+
+    /// Address `127.0.<net>.<last>` of a [`TestCluster::with_hosts`] cluster's network; `last`
+    /// above the node ids is an address no node has (for a client of its own).
+    pub fn net_address(&self, last: u8) -> Ipv4Addr {
+        let net = self
+            .net
+            .expect("only a cluster made with_hosts has a network");
+        Ipv4Addr::new(127, 0, net, last)
+    }
+
+    /// Node `id`'s host address as an IPv4 address.
+    pub fn host_ip(&self, id: u64) -> Ipv4Addr {
+        self.host(id).parse().expect("hosts are IPv4 addresses")
     }
 
     fn track(&mut self, id: u64) {
@@ -316,6 +331,19 @@ impl TestCluster {
         );
         options.timeout = timeout;
         LedgerClient::new(options, policy).expect("the client is configured")
+    }
+
+    /// A client library instance that knows only `ids`' public endpoints and connects from
+    /// `source` (a loopback address of its own, e.g. one a [`super::wan::Wan`] places in a
+    /// region).
+    pub fn client_from(&self, ids: &[u64], source: Ipv4Addr, timeout: Duration) -> LedgerClient {
+        let mut options = ConnectOptions::new(
+            ids.iter().map(|id| self.public_addr(*id)).collect(),
+            self.ca_pem.clone(),
+        );
+        options.timeout = timeout;
+        options.local_address = Some(IpAddr::V4(source));
+        LedgerClient::new(options, self.policy()).expect("the client is configured")
     }
 
     /// A client library instance that knows the initial nodes' public endpoints.

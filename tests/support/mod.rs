@@ -12,6 +12,7 @@
 //! - [`records`] builds and signs records;
 //! - [`rpc`] makes raw gRPC calls (per-node clients, a raw-bytes codec);
 //! - [`tmpfs`] gives a node a small disk of its own (root only), to fill it for real;
+//! - [`wan`] places nodes and clients in regions joined by a delaying relay (root only);
 //! - [`wait`] polls a condition until a deadline (tests await conditions, never fixed sleeps);
 //! - [`writer`] is a background task that keeps submitting records and remembers every ack.
 
@@ -25,4 +26,5 @@ pub mod records;
 pub mod rpc;
 pub mod tmpfs;
 pub mod wait;
+pub mod wan;
 pub mod writer;

@@ -3,6 +3,7 @@
 //! preferred endpoint.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,6 +28,11 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Largest message accepted from a node.
     pub message_bytes_max: usize,
+    /// The local (source) IP address connections leave from; `None` (the default) lets the
+    /// operating system choose. Set it on a host with several addresses when the source matters,
+    /// e.g. to leave through a given interface or region's network (the multi-region test gives
+    /// each region's clients a source address of that region).
+    pub local_address: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -36,6 +42,7 @@ impl ConnectOptions {
             ca_pem,
             timeout: Duration::from_secs(30),
             message_bytes_max: 256 * 1024 * 1024,
+            local_address: None,
         }
     }
 }
@@ -115,7 +122,8 @@ impl Connections {
                 .tls_config(tls)
                 .map_err(|e| ClientError::Invalid(format!("TLS for {addr}: {e}")))?
                 .connect_timeout(Duration::from_secs(3))
-                .tcp_nodelay(true);
+                .tcp_nodelay(true)
+                .local_address(self.options.local_address);
             Ok(endpoint.connect_lazy())
         }
         #[cfg(madsim)]

@@ -6,6 +6,20 @@
 //! (tonic, which madsim replaces) — so the same code runs under the deterministic simulation.
 #![forbid(unsafe_code)]
 
+/// `known_bad!(switches, Name)`: whether the simulation-only known-bad switch
+/// `known_bad::Switch::Name` is on in `switches` (a `known_bad::KnownBad`). Outside the
+/// simulation it is `false` and `switches` is not even compiled, so a production build has no
+/// known-bad code path.
+macro_rules! known_bad {
+    ($switches:expr, $switch:ident) => {{
+        #[cfg(madsim)]
+        let on = $switches.is_on($crate::known_bad::Switch::$switch);
+        #[cfg(not(madsim))]
+        let on = false;
+        on
+    }};
+}
+
 pub mod batcher;
 pub mod checkpointer;
 pub mod clock;

@@ -83,6 +83,9 @@ pub struct NodeShared {
     /// Simulation only: the identity of each simulated address (there are no certificates).
     #[cfg(madsim)]
     pub sim_peers: crate::grpc::authz::SimPeers,
+    /// Simulation only: the known-bad behaviours this node re-introduces.
+    #[cfg(madsim)]
+    pub known_bad: crate::known_bad::KnownBad,
 }
 
 impl std::fmt::Debug for NodeShared {
@@ -226,7 +229,10 @@ impl std::fmt::Debug for NodeHandle {
 /// Most log entries in one AppendEntries; a learner this close to the leader counts as caught up.
 const REPLICATION_BATCH_ENTRIES: u64 = 64;
 
-fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError> {
+fn raft_config(
+    config: &NodeConfig,
+    #[cfg(madsim)] known_bad: crate::known_bad::KnownBad,
+) -> Result<Arc<openraft::Config>, StartError> {
     let r = &config.raft;
     let c = openraft::Config {
         cluster_name: config.cluster.origin.clone(),
@@ -244,6 +250,11 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, StartError>
         // Elections are ours: PreVote first, and never while repairing (raft/election.rs).
         enable_elect: false,
         ..Default::default()
+    };
+    #[cfg(madsim)]
+    let c = openraft::Config {
+        known_bad_commit_without_quorum: known_bad!(known_bad, CommitWithoutQuorum),
+        ..c
     };
     c.validate()
         .map(Arc::new)
@@ -285,8 +296,17 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         peers,
     } = parts;
     config.check().map_err(StartError::Config)?;
-    let recovered = recovery::recover(&config, storage, &clock).await?;
+    let recovered = recovery::recover(
+        &config,
+        storage,
+        &clock,
+        #[cfg(madsim)]
+        known_bad,
+    )
+    .await?;
     let ledger = recovered.ledger;
+    #[cfg(madsim)]
+    ledger.set_known_bad(known_bad);
     let log_store = LogStore::new(
         recovered.store,
         config.node.id,
@@ -305,7 +325,11 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let connector = ClusterConnector::new(tls.clone(), local_ip);
     let raft = Raft::new(
         config.node.id,
-        raft_config(&config)?,
+        raft_config(
+            &config,
+            #[cfg(madsim)]
+            known_bad,
+        )?,
         NetworkFactory::new(connector.clone()),
         log_store,
         state_machine,
@@ -330,11 +354,16 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         submit_tx,
         sig_tx,
         snapshot_session: tokio::sync::Mutex::new(None),
-        repair: RepairMode::new(
-            &config.node.name,
-            recovered.repair,
-            recovered.node_state.clone(),
-        ),
+        repair: {
+            let repair = RepairMode::new(
+                &config.node.name,
+                recovered.repair,
+                recovered.node_state.clone(),
+            );
+            #[cfg(madsim)]
+            let repair = repair.with_known_bad(known_bad);
+            repair
+        },
         node_state: recovered.node_state,
         quorum_lease: Default::default(),
         fatal: watch::channel(None).0,
@@ -347,6 +376,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         listeners: crate::conn_limit::Listeners::new(&config.connections),
         #[cfg(madsim)]
         sim_peers: peers,
+        #[cfg(madsim)]
+        known_bad,
     });
     if let Some(note) = ledger.published_checkpoint() {
         if let Some(known) = parse_known(&note) {
@@ -437,8 +468,9 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
 /// How often the fatal watcher looks at the storage engine (Raft's state wakes it at once).
 const FATAL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Stops the node when Raft stops on its own (a storage error, a panic in its core) or the
-/// storage engine failed: a node whose Raft is gone must not keep serving an old state.
+/// Stops the node when Raft stops on its own (a storage error, a panic in its core), the
+/// storage engine failed, or it leads with corrupt stored data: a node whose Raft is gone must
+/// not keep serving an old state, and a leader must be able to send what it stores.
 async fn watch_fatal(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
     let mut metrics = shared.raft.metrics();
     loop {
@@ -458,6 +490,22 @@ async fn watch_fatal(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool
                 .unwrap_or_else(|| "the storage engine failed".into());
             shared.fail(reason, true);
             return;
+        }
+        if let Some(reason) = shared.ledger.corruption() {
+            // A leader must be able to read everything it stores: a follower that needs a
+            // snapshot would otherwise never catch up from it (simulation seed 96 on 5 nodes: a
+            // corrupt checkpoint note stopped every snapshot to a follower that had fallen
+            // behind). A follower keeps running, serving what it can read.
+            if metrics.borrow().state == openraft::ServerState::Leader {
+                shared.fail(
+                    format!(
+                        "this node leads but its stored data is corrupt ({reason}); it stops so \
+                         that another node leads"
+                    ),
+                    true,
+                );
+                return;
+            }
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() {

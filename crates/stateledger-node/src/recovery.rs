@@ -19,6 +19,8 @@
 //! - the log's vote older than the record's copy (a vote was lost);
 //! - the ledger applied further than the log ever reached (the log rolled back), unless a
 //!   snapshot installed that state;
+//! - the ledger applied less than the log has purged (the ledger rolled back, or a snapshot
+//!   install lost): the log cannot rebuild it, so it is cleared and the node fetches a snapshot;
 //! - data without any node record at all.
 //!
 //! A brand-new node (both storages empty) also starts repairing, as a *new* node: it may vote
@@ -105,6 +107,15 @@ fn newest_vote(a: Option<Vote>, b: Option<Vote>) -> Option<Vote> {
     }
 }
 
+/// The log id the stored ledger says it applied (`None` when it applied nothing or its
+/// metadata cannot be read — opening the ledger reports the latter).
+fn stored_applied(store: &Store) -> Option<LogId> {
+    let bytes = store.get(Tree::Ledger, keys::META).ok()??;
+    codec::decode::<crate::ledger::meta::LedgerMeta>("ledger meta", &bytes)
+        .ok()?
+        .applied
+}
+
 fn last_log_index(store: &Store) -> Result<Option<u64>, StoreError> {
     Ok(store
         .last(Tree::Log, &index_key(0), &index_key(u64::MAX))?
@@ -116,6 +127,7 @@ pub async fn recover(
     config: &NodeConfig,
     storage: NodeStorage,
     clock: &Clock,
+    #[cfg(madsim)] known_bad: crate::known_bad::KnownBad,
 ) -> Result<Recovered, StartError> {
     let NodeStorage {
         ledger: ledger_kv,
@@ -192,6 +204,22 @@ pub async fn recover(
             }
         }
     }
+    // The ledger below the log's purge point: the entries between them are gone from both, so
+    // Raft cannot bring the ledger up to date from this log (it would refuse to start). The
+    // ledger was rolled back to an older copy, or a snapshot install was lost; either way the
+    // log goes and the node fetches a snapshot, as when the ledger is gone.
+    let purged = read_purged(&store).ok().flatten();
+    let ledger_applied = stored_applied(&store);
+    let ledger_behind_purge = !ledger_fresh && purged.is_some() && ledger_applied < purged;
+    if ledger_behind_purge {
+        findings.push(format!(
+            "the ledger applied log index {} but the Raft log was purged up to {}: the entries \
+             between them are gone (the ledger was rolled back to an older copy, or a snapshot \
+             install was lost)",
+            ledger_applied.map_or("nothing".into(), |l| l.index.to_string()),
+            purged.map_or(0, |p| p.index)
+        ));
+    }
     let log_vote = match read_vote(&store) {
         Ok(v) => v,
         Err(why) => {
@@ -213,8 +241,13 @@ pub async fn recover(
     // would restore it as leader at once, but with the leader replicating while its own fsync runs
     // (vendor/openraft/PATCHES.md), a quorum may have committed entries that this node's log lost
     // in the crash, and a restored leader would reuse their log ids for other entries.
+    #[cfg(madsim)]
+    let resumes = known_bad.is_on(crate::known_bad::Switch::LeaderResumesAfterRestart);
+    #[cfg(not(madsim))]
+    let resumes = false;
     let vote = vote.map(|v| match v.leader_id().voted_for() {
-        Some(id) if id == config.node.id && v.is_committed() => {
+        // KNOWN-BAD (simulation only) when `resumes`: the leader takes up where it stopped.
+        Some(id) if id == config.node.id && v.is_committed() && !resumes => {
             tracing::info!(
                 node = %name,
                 term = v.leader_id().get_term(),
@@ -267,9 +300,10 @@ pub async fn recover(
     node_state::write(&*ledger_kv, &state).map_err(stored)?;
     ledger_kv.sync().await.map_err(|e| stored(e.into()))?;
     log.accept_damage().map_err(stored)?;
-    if ledger_fresh && !brand_new {
-        // The ledger is gone: Raft cannot rebuild it from a log whose start was purged, so the
-        // log goes too (the vote is kept) and the leader sends a snapshot.
+    if (ledger_fresh && !brand_new) || ledger_behind_purge {
+        // The ledger is gone (or behind the purge point): Raft cannot rebuild it from a log
+        // whose start was purged, so the log goes too (the vote is kept) and the leader sends a
+        // snapshot.
         for tree in [Tree::Log, Tree::Raft] {
             store.clear(tree).map_err(stored)?;
         }

@@ -33,20 +33,36 @@ struct Active {
 #[derive(Debug)]
 pub struct RepairMode {
     name: String,
+    /// Why this start began in repair mode, if it did; kept after repair ends (the simulation
+    /// checks that only nodes that lost state repair, and that those do).
+    began: Option<Repair>,
     active: Mutex<Option<Active>>,
     node_state: Arc<NodeStateHandle>,
+    /// Simulation only: see [`crate::known_bad::Switch::LostStateVotes`].
+    #[cfg(madsim)]
+    votes_anyway: bool,
 }
 
 impl RepairMode {
     pub fn new(name: &str, repair: Option<Repair>, node_state: Arc<NodeStateHandle>) -> RepairMode {
         RepairMode {
             name: name.to_string(),
+            began: repair.clone(),
             active: Mutex::new(repair.map(|repair| Active {
                 repair,
                 target: None,
             })),
             node_state,
+            #[cfg(madsim)]
+            votes_anyway: false,
         }
+    }
+
+    /// Simulation only: re-introduces the known-bad behaviours of repair mode.
+    #[cfg(madsim)]
+    pub fn with_known_bad(mut self, known_bad: crate::known_bad::KnownBad) -> RepairMode {
+        self.votes_anyway = known_bad.is_on(crate::known_bad::Switch::LostStateVotes);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Active>> {
@@ -58,6 +74,11 @@ impl RepairMode {
         self.lock().as_ref().map(|a| a.repair.reason.clone())
     }
 
+    /// Why this start of the node began in repair mode (even after repair ended), if it did.
+    pub fn began_with(&self) -> Option<&Repair> {
+        self.began.as_ref()
+    }
+
     pub fn is_repairing(&self) -> bool {
         self.lock().is_some()
     }
@@ -65,6 +86,11 @@ impl RepairMode {
     /// Whether this node may grant a vote (or pre-vote) to a candidate whose log ends at
     /// `candidate_last`; the refusal says why.
     pub fn check_vote(&self, candidate_last: Option<&LogId>) -> Result<(), String> {
+        #[cfg(madsim)]
+        if self.votes_anyway {
+            // KNOWN-BAD, simulation only: votes as if its state were intact.
+            return Ok(());
+        }
         match &*self.lock() {
             None => Ok(()),
             Some(a) if a.repair.new_node && candidate_last.is_none_or(|l| l.index == 0) => Ok(()),
@@ -77,6 +103,10 @@ impl RepairMode {
 
     /// Whether this node may stand for election with its log ending at `own_last`.
     pub fn may_campaign(&self, own_last: Option<&LogId>) -> bool {
+        #[cfg(madsim)]
+        if self.votes_anyway {
+            return true;
+        }
         match &*self.lock() {
             None => true,
             Some(a) => a.repair.new_node && own_last.is_none_or(|l| l.index == 0),

@@ -21,6 +21,7 @@ pub mod identical_prefixes;
 pub mod monotone_time;
 pub mod no_phantom_records;
 pub mod reconstruction;
+pub mod repair_after_loss;
 pub mod served_proofs_verify;
 pub mod unique_checkpoint_roots;
 pub mod valid_leaf_signatures;
@@ -99,6 +100,7 @@ impl Checker {
                 Box::new(monotone_time::MonotoneTime::default()),
                 Box::new(valid_leaf_signatures::ValidLeafSignatures),
                 Box::new(corruption_contained::CorruptionContained::default()),
+                Box::new(repair_after_loss::RepairAfterLoss::default()),
             ],
             feed: LeafFeed::default(),
             history_reported: 0,

@@ -482,6 +482,9 @@ impl<'c> Gather<'c> {
                 .map(|n| format!("name {n:?} looks secret"))
         };
         let mut unsplit = None;
+        // Read key by key with no secret key: the keys' judgment (user patterns included)
+        // replaces the line-by-line look at the whole text.
+        let mut judged_by_key = false;
         if let (None, false, Some(format), Some(text)) =
             (&whole, not_secret, Format::of(path), text)
         {
@@ -489,12 +492,12 @@ impl<'c> Gather<'c> {
                 Ok(keys) if keys.iter().any(|k| k.secret.is_some()) => {
                     return self.insert_split(key, source, bytes, names, keys);
                 }
-                Ok(_) => {}
+                Ok(_) => judged_by_key = true,
                 Err(why) => unsplit = Some(format!("it was not read as {} ({why})", format.name())),
             }
         }
         let secret = whole.or_else(|| {
-            if not_secret {
+            if not_secret || judged_by_key {
                 return None;
             }
             let reason = text.and_then(content_looks_secret)?;

@@ -215,11 +215,28 @@ const CREDENTIAL_KEY_QUALIFIERS: &[&str] = &[
     "session",
 ];
 
+/// What may follow "token" in a key that counts or splits text rather than holding a credential
+/// (`max_tokens`, `tokenizer`, `tokenise`).
+const NOT_A_CREDENTIAL_AFTER_TOKEN: &[&str] = &["s", "iz", "is"];
+
+/// Whether `lower` contains one of [`SECRET_SUBSTRINGS`] as a credential: "token" only where it
+/// is not the start of a count or a tokenizer ([`NOT_A_CREDENTIAL_AFTER_TOKEN`]).
+fn has_credential_substring(lower: &str) -> bool {
+    SECRET_SUBSTRINGS.iter().any(|s| {
+        lower.match_indices(s).any(|(at, _)| {
+            *s != "token"
+                || !NOT_A_CREDENTIAL_AFTER_TOKEN
+                    .iter()
+                    .any(|after| lower[at + s.len()..].starts_with(after))
+        })
+    })
+}
+
 /// Stricter than [`name_looks_secret`], for keys inside a file: configuration files are full of
-/// `key`, `auth` and `private` that are not credentials.
+/// `key`, `auth` and `private` that are not credentials, and of `max_tokens` and `tokenizer`.
 fn key_names_a_credential(key: &str) -> bool {
     let lower = key.to_lowercase();
-    if SECRET_SUBSTRINGS.iter().any(|s| lower.contains(s)) {
+    if has_credential_substring(&lower) {
         return true;
     }
     let words = words(key);
@@ -325,6 +342,9 @@ mod tests {
             ("db_secret = 's3'", "line 1 sets \"db_secret\""),
             ("signing_key = abc", "line 1 sets \"signing_key\""),
             ("db_pass: x", "line 1 sets \"db_pass\""),
+            ("auth_token = t0k", "line 1 sets \"auth_token\""),
+            ("githubtoken: abc", "line 1 sets \"githubtoken\""),
+            ("max_tokens_token: abc", "line 1 sets \"max_tokens_token\""),
             (
                 "url: postgres://app:pw@db:5432/orders",
                 "line 1 holds a URL with a password",
@@ -351,6 +371,9 @@ mod tests {
             "key_rotation_days: 30\n",
             "primary_key: id\nauth: enabled\nprivate: false\n",
             "- key: region\n  value: eu\n",
+            "max_tokens = 10\n",
+            "maxTokens: 256\n",
+            "tokenizer: bpe\n",
         ] {
             assert_eq!(content_looks_secret(text), None, "{text}");
         }

@@ -708,3 +708,44 @@ fn secret_patterns_reach_inside_files_and_unreadable_ones_stay_whole() {
         "{reason}"
     );
 }
+
+/// A key the user marks not secret keeps a structured file in clear: the keys' judgment replaces
+/// the line-by-line look at the whole text. Counts and tokenizers named "token…" are no
+/// credentials.
+#[test]
+fn a_key_marked_not_secret_keeps_its_file_in_clear() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let params = write(
+        tmp.path(),
+        "params.toml",
+        "temperature = 0.7\nmax_tokens = 10\nsession_id = \"abc\"\n",
+    );
+    let text = "temperature = 0.7\nmax_tokens = 10\nsession_id = \"abc\"\n";
+    let listed = write(&tmp.path().join("b"), "params.toml", text);
+    let out = collector(&[]).file(&params).collect().expect("complete");
+    assert!(
+        !entry(&out.snapshot, &key_of(&params)).redacted,
+        "max_tokens is no credential"
+    );
+    let cred = write(
+        &tmp.path().join("c"),
+        "params.toml",
+        "session_token = \"t0k\"\n",
+    );
+    let out = collector(&[])
+        .file(&listed)
+        .file(&cred)
+        .not_secret("session_token")
+        .collect()
+        .expect("complete");
+    assert!(!entry(&out.snapshot, &key_of(&listed)).redacted);
+    assert!(
+        !entry(&out.snapshot, &key_of(&cred)).redacted,
+        "a key marked not secret keeps the file in clear"
+    );
+    let out = collector(&[]).file(&cred).collect().expect("complete");
+    assert!(
+        entry(&out.snapshot, &key_of(&cred)).redacted,
+        "unmarked, session_token is a credential"
+    );
+}

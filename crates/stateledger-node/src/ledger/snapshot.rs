@@ -103,10 +103,17 @@ impl LedgerSnapshot {
             .collect())
     }
 
-    /// The published checkpoints up to the header's published size.
+    /// The published checkpoints up to the header's published size. Corrupt data in this node's
+    /// own ledger is noted there (the node reports it, and stops if it leads).
     pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
         let (Some(header), Some((store, tree))) = (&self.header, self.store()) else {
             return Ok(Vec::new());
+        };
+        let noted = |e: StoreError| {
+            if let SnapshotSource::Ledger(ledger) = &self.source {
+                ledger.note_corruption(&e);
+            }
+            e
         };
         store
             .scan(
@@ -114,7 +121,8 @@ impl LedgerSnapshot {
                 &keys::checkpoint(0),
                 &keys::checkpoint(header.published_size.saturating_add(1)),
                 usize::MAX,
-            )?
+            )
+            .map_err(noted)?
             .into_iter()
             .map(|(k, v)| {
                 let size = keys::u64_be(&k[1..])

@@ -107,6 +107,9 @@ pub struct Ledger {
     verified: Arc<crate::sigcheck::Verified>,
     inner: RwLock<Inner>,
     progress: watch::Sender<Progress>,
+    /// Simulation only: the known-bad behaviours of the state machine (`crate::known_bad`).
+    #[cfg(madsim)]
+    known_bad: std::sync::OnceLock<crate::known_bad::KnownBad>,
 }
 
 /// Why a read could not be answered.
@@ -219,7 +222,21 @@ impl Ledger {
             verified: Default::default(),
             inner: RwLock::new(inner),
             progress: tx,
+            #[cfg(madsim)]
+            known_bad: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Simulation only: re-introduces known-bad behaviours of the state machine (set once).
+    #[cfg(madsim)]
+    pub fn set_known_bad(&self, known_bad: crate::known_bad::KnownBad) {
+        let _ = self.known_bad.set(known_bad);
+    }
+
+    /// Simulation only: the known-bad behaviours set (none until set).
+    #[cfg(madsim)]
+    pub(crate) fn known_bad(&self) -> crate::known_bad::KnownBad {
+        self.known_bad.get().copied().unwrap_or_default()
     }
 
     pub fn store(&self) -> &Store {
@@ -350,6 +367,7 @@ impl Ledger {
         let mut batch = Batch::new(Tree::Ledger);
         let mut ctx = ApplyContext::default();
         let mut responses = Vec::with_capacity(entries.len());
+        let meta_first = known_bad!(self.known_bad(), LedgerMetaWrittenFirst);
         for entry in entries {
             let response = match entry.payload {
                 openraft::EntryPayload::Blank => CommandResponse::None,
@@ -373,7 +391,14 @@ impl Ledger {
         // Last: a crash may cut this batch (sled keeps a prefix of its operations), and the
         // metadata is what says the apply happened. Without it, the leaves already written
         // beyond the stored size are ignored at start and the entries are applied again.
-        batch.put(keys::META.to_vec(), &encode_meta(&inner.meta)?);
+        // (KNOWN-BAD, simulation only, with `meta_first`: written first.)
+        let meta = encode_meta(&inner.meta)?;
+        if meta_first {
+            #[cfg(madsim)]
+            batch.put_first(keys::META.to_vec(), &meta);
+        } else {
+            batch.put(keys::META.to_vec(), &meta);
+        }
         remove_obsolete(&mut batch, &mut ctx);
         if let Err(e) = self.store.write(batch) {
             // Memory is ahead of what is stored: go back to the stored state (the one before
@@ -445,16 +470,26 @@ impl Ledger {
             Err(outcome) => return Ok(outcome),
         };
         let mut appended = Vec::with_capacity(group.len());
+        // KNOWN-BAD (simulation only) when set: the monotonic guard starts afresh per request.
+        let time_backwards = known_bad!(self.known_bad(), LedgerTimeBackwards);
+        let mut group_clock = 0;
         for (r, c) in group.into_iter().zip(checked) {
             let index = inner.meta.size;
-            let time =
-                LedgerTime::next_after(LedgerTime(inner.meta.clock), LedgerTime(proposed_time)).0;
-            let prev = inner
-                .d
-                .systems
-                .get(&c.key)
-                .and_then(|v| v.last())
-                .map(|(i, _)| LeafIndex(*i));
+            let floor = if time_backwards {
+                group_clock
+            } else {
+                inner.meta.clock
+            };
+            let time = LedgerTime::next_after(LedgerTime(floor), LedgerTime(proposed_time)).0;
+            group_clock = time;
+            let entries = inner.d.systems.get(&c.key);
+            let prev = if known_bad!(self.known_bad(), BacklinkWrongPredecessor) {
+                // KNOWN-BAD, simulation only: the wrong predecessor.
+                entries.and_then(|v| v.first())
+            } else {
+                entries.and_then(|v| v.last())
+            }
+            .map(|(i, _)| LeafIndex(*i));
             let leaf = Leaf {
                 index: LeafIndex(index),
                 ledger_time: LedgerTime(time),
@@ -466,6 +501,10 @@ impl Ledger {
             let bytes = leaf.encode();
             let lh = leaf_hash(&bytes);
             add_leaf(inner, &c.key, c.short_hash, &c.record, index, time, lh);
+            if known_bad!(self.known_bad(), HeadMapNotUpdated) {
+                // KNOWN-BAD, simulation only: the leaf never reaches the head map.
+                inner.d.pending.pop_back();
+            }
             push_leaf(inner, ctx, bytes);
             appended.push(Appended {
                 index,
@@ -929,17 +968,42 @@ impl Ledger {
         if from == 0 {
             self.store.clear(Tree::Ledger)?;
             *inner = load_inner(&self.store)?;
-        } else if inner.meta.size != from {
+        } else if inner.meta.size < from || inner.meta.size > header.size {
             return Err(StoreError::corrupt(
                 Tree::Ledger,
                 keys::META,
                 format!(
-                    "snapshot continues from {from} but this node has {} leaves",
-                    inner.meta.size
+                    "snapshot of {} leaves continues from {from} but this node has {} leaves",
+                    header.size, inner.meta.size
                 ),
             ));
         }
         let mut pos = from;
+        // The node may have applied committed entries from its own log while the snapshot
+        // streamed (the sender chose `from` when it began): those leaves are the snapshot's
+        // too — checked here — and are kept (simulation seed 100 on 3 nodes: a restarted
+        // follower re-applied 4 leaves meanwhile, and the install stopped Raft).
+        while pos < inner.meta.size {
+            let want = (inner.meta.size - pos).min(4096) as usize;
+            let chunk = next_leaves(pos, want)?;
+            if chunk.is_empty() {
+                return Err(StoreError::corrupt(
+                    Tree::Staging,
+                    &keys::leaf(pos),
+                    "snapshot ended early",
+                ));
+            }
+            for bytes in chunk {
+                if leaf_bytes(&self.store, &inner, &[], pos)?.as_deref() != Some(bytes.as_slice()) {
+                    return Err(StoreError::corrupt(
+                        Tree::Staging,
+                        &keys::leaf(pos),
+                        format!("snapshot leaf {pos} differs from this node's leaf {pos}"),
+                    ));
+                }
+                pos += 1;
+            }
+        }
         let mut ctx = ApplyContext::default();
         while pos < header.size {
             let chunk = next_leaves(pos, 4096)?;
@@ -1285,7 +1349,11 @@ fn check_group(
         if !seen.insert(full) {
             return refuse(position, Refusal::Duplicate { index: None });
         }
-        if let Some(index) = find_record(ledger, inner, sealed, &r.record)? {
+        let skip_duplicates = known_bad!(ledger.known_bad(), DuplicateCheckSkipped);
+        if let Some(index) = find_record(ledger, inner, sealed, &r.record)?
+            // KNOWN-BAD (simulation only) when set: the duplicate index is not consulted.
+            .filter(|_| !skip_duplicates)
+        {
             existing.push((position, index));
             continue;
         }

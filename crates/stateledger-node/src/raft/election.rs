@@ -17,7 +17,8 @@
 //! ([`PreVoteRequest`]), which changes nothing anywhere; only if a quorum of every voter set would
 //! does it call `Raft::trigger().elect()`. A voter grants a pre-vote ([`answer_pre_vote`]) when it
 //! is not repairing, is not a leader with a quorum, has not heard from a leader within the leader
-//! lease (`election_timeout_max`), and the candidate's term and log are at least its own. A node
+//! lease (`election_timeout_max`), and the candidate's log is at least as up to date as its own
+//! (not its term: a candidate behind in term only learns the term from the real vote). A node
 //! that cannot win therefore never raises its term.
 //!
 //! **CheckQuorum.** A leader that has not had an acknowledgement from a quorum within the leader
@@ -133,13 +134,12 @@ pub async fn answer_pre_vote(shared: &NodeShared, req: &PreVoteRequest) -> PreVo
             v.vote.leader_id().voted_for().unwrap_or_default()
         ));
     }
-    if req.term < v.vote.leader_id().get_term() {
-        return refuse(format!(
-            "term {} is behind this node's term {}",
-            req.term,
-            v.vote.leader_id().get_term()
-        ));
-    }
+    // No refusal for the candidate's term alone. A candidate whose term is behind but whose
+    // log is not learns the higher term from the vote that follows (the refusal carries it) and
+    // wins the round after. Refusing here left two voters for good without a leader, each
+    // refusing the other — one for its term, the other for its log (simulation seed 94 on 3
+    // nodes: the node holding the newest entries was partitioned while the others raised their
+    // terms in elections they could not win).
     let own_last = match log_store::last_log_id(shared.ledger.store()) {
         Ok(l) => l,
         Err(e) => return refuse(format!("cannot read this node's log: {e}")),

@@ -78,9 +78,9 @@ pub struct LogStore {
     syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
     /// The node's record: every vote is copied there (both storages) before it counts.
     node_state: Arc<NodeStateHandle>,
-    /// Simulation only: see [`crate::known_bad::KnownBad::ack_log_before_sync`].
+    /// Simulation only: known-bad behaviours of the log (`crate::known_bad`).
     #[cfg(madsim)]
-    ack_before_sync: bool,
+    known_bad: crate::known_bad::KnownBad,
 }
 
 impl Debug for LogStore {
@@ -120,14 +120,14 @@ impl LogStore {
             syncer: tx,
             node_state,
             #[cfg(madsim)]
-            ack_before_sync: false,
+            known_bad: Default::default(),
         }
     }
 
     /// Simulation only: re-introduces the known-bad behaviours that concern the log.
     #[cfg(madsim)]
     pub fn with_known_bad(mut self, known_bad: crate::known_bad::KnownBad) -> LogStore {
-        self.ack_before_sync = known_bad.ack_log_before_sync;
+        self.known_bad = known_bad;
         self
     }
 
@@ -208,6 +208,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_raft(VOTE_KEY, "vote", vote)?;
+        #[cfg(madsim)]
+        if self
+            .known_bad
+            .is_on(crate::known_bad::Switch::VoteBeforeSync)
+        {
+            // KNOWN-BAD, simulation only: the vote is acted on before it is durable.
+            return Ok(());
+        }
         // The copy is written and both storages synced (the log's own vote with them) before
         // openraft acts on the vote: losing the log then never loses a vote that was sent.
         let vote = *vote;
@@ -254,7 +262,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(write_err)?;
         #[cfg(madsim)]
-        if self.ack_before_sync {
+        if self
+            .known_bad
+            .is_on(crate::known_bad::Switch::AckLogBeforeSync)
+        {
             // KNOWN-BAD, simulation only: claims durability that the entries do not have.
             callback.log_io_completed(Ok(()));
             return Ok(());

@@ -26,6 +26,10 @@ struct Inner {
     crashes: u64,
 }
 
+/// A durable copy of a [`MemKv`] (see [`MemKv::durable_copy`]); the default holds nothing.
+#[derive(Debug, Clone, Default)]
+pub struct MemKvCopy(Maps);
+
 /// See the module comment.
 #[derive(Debug, Default)]
 pub struct MemKv {
@@ -140,6 +144,23 @@ impl MemKv {
             }
         }
         hit
+    }
+
+    /// The durable state, to restore later ([`MemKv::restore`]): an older copy of the storage.
+    pub fn durable_copy(&self) -> MemKvCopy {
+        MemKvCopy(self.lock().durable.clone())
+    }
+
+    /// Replaces everything — durable and current, dropping unsynced writes — with an earlier
+    /// copy (a restored backup), or with nothing (`MemKvCopy::default()`: the storage is gone).
+    /// Only for a store whose process is down, as a crash is.
+    pub fn restore(&self, copy: &MemKvCopy) {
+        let mut inner = self.lock();
+        let dropped = std::mem::take(&mut inner.unsynced);
+        inner.unsynced_first += dropped.len() as u64;
+        inner.durable = copy.0.clone();
+        inner.current = copy.0.clone();
+        inner.crashes += 1;
     }
 
     /// Every key of a tree (tests and fault injection).

@@ -13,7 +13,7 @@ pub mod wal;
 use std::sync::Arc;
 
 pub use kv::{Kv, KvBatch, KvError, KvPair, Tree};
-pub use mem_kv::MemKv;
+pub use mem_kv::{MemKv, MemKvCopy};
 
 /// Creates `dir` and any missing parents readable by the owner only (mode 0700): a data
 /// directory holds the ledger and the node's keys.
@@ -200,6 +200,14 @@ impl Batch {
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.ops.push((key, None));
+    }
+
+    /// Simulation only: a put ahead of every other write of the batch
+    /// (`known_bad::Switch::LedgerMetaWrittenFirst`).
+    #[cfg(madsim)]
+    pub(crate) fn put_first(&mut self, key: Vec<u8>, value: &[u8]) {
+        let sealed = seal(self.tree, &key, value);
+        self.ops.insert(0, (key, Some(sealed)));
     }
 
     pub fn len(&self) -> usize {

@@ -228,6 +228,13 @@ pub struct Config {
            default_missing_value = "true"
     )]
     pub enable_elect: bool,
+
+    /// StateLedger simulation only (`cfg(madsim)`; absent from every other build): re-introduce
+    /// the known-bad commit rule of `known_bad::Switch::CommitWithoutQuorum` (PATCHES.md).
+    #[cfg(madsim)]
+    #[clap(skip)]
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub known_bad_commit_without_quorum: bool,
 }
 
 /// Updatable config for a raft runtime.

@@ -26,6 +26,10 @@ pub(crate) struct EngineConfig<NID: NodeId> {
     pub(crate) max_payload_entries: u64,
 
     pub(crate) timer_config: time_state::Config,
+
+    /// StateLedger simulation only: see `Config::known_bad_commit_without_quorum`.
+    #[cfg(madsim)]
+    pub(crate) known_bad_commit_without_quorum: bool,
 }
 
 impl<NID: NodeId> Default for EngineConfig<NID> {
@@ -37,6 +41,8 @@ impl<NID: NodeId> Default for EngineConfig<NID> {
             purge_batch_size: 256,
             max_payload_entries: 300,
             timer_config: time_state::Config::default(),
+            #[cfg(madsim)]
+            known_bad_commit_without_quorum: false,
         }
     }
 }
@@ -55,6 +61,8 @@ impl<NID: NodeId> EngineConfig<NID> {
                 smaller_log_timeout: Duration::from_millis(config.election_timeout_max * 2),
                 leader_lease: Duration::from_millis(config.election_timeout_max),
             },
+            #[cfg(madsim)]
+            known_bad_commit_without_quorum: config.known_bad_commit_without_quorum,
         }
     }
 }

@@ -131,6 +131,13 @@ pub struct MemDirSnapshot {
     files: BTreeMap<String, Vec<u8>>,
 }
 
+impl MemDirSnapshot {
+    /// The files of the copy, by name.
+    pub fn files(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.files
+    }
+}
+
 /// See the module comment.
 #[derive(Debug, Default)]
 pub struct MemDir {

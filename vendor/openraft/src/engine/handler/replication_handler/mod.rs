@@ -193,6 +193,9 @@ where C: RaftTypeConfig
 
         debug_assert!(log_id.is_some(), "a valid update can never set matching to None");
 
+        #[cfg(madsim)]
+        let matched = log_id.clone();
+
         // The value granted by a quorum may not yet be a committed.
         // A committed is **granted** and also is in current term.
         let quorum_accepted = self
@@ -207,6 +210,14 @@ where C: RaftTypeConfig
             })
             .expect("it should always update existing progress")
             .clone();
+
+        // StateLedger simulation only: the known-bad commit rule (PATCHES.md).
+        #[cfg(madsim)]
+        let quorum_accepted = if self.config.known_bad_commit_without_quorum {
+            std::cmp::max(quorum_accepted, matched)
+        } else {
+            quorum_accepted
+        };
 
         tracing::debug!(
             quorum_accepted = display(quorum_accepted.display()),
