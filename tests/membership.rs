@@ -127,8 +127,28 @@ async fn a_node_joins_by_snapshot_is_promoted_and_another_is_removed_while_write
         "node 4 should have been caught up by a snapshot (the log was purged); its log:\n{}",
         cluster.node(4).log_tail(30)
     );
-    let learner = cluster.status(4).await.expect("node 4 answers");
-    assert_eq!(learner.role, "learner");
+    // The learner learns that it is one from the membership entry it receives after the
+    // snapshot, a moment after the leader counts it caught up.
+    let learner = stateledger_tests::wait::until(
+        "node 4 to call itself a learner",
+        Duration::from_secs(10),
+        || async {
+            let s = cluster.status(4).await?;
+            if s.role == "learner" {
+                Ok(s)
+            } else {
+                Err(format!(
+                    "role {:?}, applied {}",
+                    s.role, s.applied_log_index
+                ))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "node 4 called itself a learner {:.2?} after AddLearner began",
+        added.elapsed()
+    );
     // AddLearner returns once the learner is within one replication batch of the leader.
     assert!(learner.tree_size > 0, "node 4 holds the snapshot's leaves");
     cluster
