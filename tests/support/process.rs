@@ -68,6 +68,17 @@ impl NodeProcess {
         }
     }
 
+    /// Sends `signal` (e.g. `SIGSTOP`, `SIGCONT`) to the running process. No-op when not running.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = std::process::Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{signal} {}", child.id());
+        }
+    }
+
     /// `kill -9` and reap. No-op when not running.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

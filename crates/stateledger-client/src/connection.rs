@@ -123,6 +123,12 @@ impl Connections {
                 .map_err(|e| ClientError::Invalid(format!("TLS for {addr}: {e}")))?
                 .connect_timeout(Duration::from_secs(3))
                 .tcp_nodelay(true)
+                // A node that stops answering (stopped, cut off) must not hold a call until its
+                // deadline: HTTP/2 pings find the silent connection dead, the call fails as
+                // UNAVAILABLE, and `call` moves on to the next node.
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
                 .local_address(self.options.local_address);
             Ok(endpoint.connect_lazy())
         }
@@ -135,6 +141,13 @@ impl Connections {
         }
     }
 }
+
+/// How often a client pings a node on an open connection, and how long it waits for the answer
+/// before it gives the connection up: a silent node costs a call about their sum.
+#[cfg(not(madsim))]
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+#[cfg(not(madsim))]
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The host part of "host:port".
 pub fn host_of(addr: &str) -> String {
