@@ -30,11 +30,14 @@ use crate::options::KnownBad;
 use crate::plan::StateLoss;
 use crate::trace::Trace;
 
-/// Raft log file sizes for simulated files (held in memory).
-pub const SIM_WAL: WalOptions = WalOptions {
-    preallocate_bytes: 64 * 1024,
-    compact_bytes_min: 4 << 20,
-};
+/// Raft log file sizes for simulated files (held in memory), and the known-bad switches.
+pub fn sim_wal(known_bad: KnownBad) -> WalOptions {
+    WalOptions {
+        preallocate_bytes: 64 * 1024,
+        compact_bytes_min: 4 << 20,
+        known_bad,
+    }
+}
 
 /// The log's origin in every simulated cluster.
 pub const ORIGIN: &str = "stateledger.sim/cluster";
@@ -347,13 +350,15 @@ impl Cluster {
                 );
                 move || {
                     let storage =
-                        WalKv::open_with(log_dir.clone(), SIM_WAL).map(|log| NodeStorage {
-                            ledger: kv.clone() as Arc<dyn Kv>,
-                            log: log.kv,
-                            ledger_fresh: kv.is_empty(),
-                            log_fresh: log.fresh,
-                            ledger_findings: Vec::new(),
-                            disk: log_dir.clone(),
+                        WalKv::open_with(log_dir.clone(), sim_wal(known_bad)).map(|log| {
+                            NodeStorage {
+                                ledger: kv.clone() as Arc<dyn Kv>,
+                                log: log.kv,
+                                ledger_fresh: kv.is_empty(),
+                                log_fresh: log.fresh,
+                                ledger_findings: Vec::new(),
+                                disk: log_dir.clone(),
+                            }
                         });
                     let parts = storage.map(|storage| NodeParts {
                         config: config.clone(),
@@ -477,6 +482,26 @@ impl Cluster {
                 s.name
             ));
         }
+    }
+
+    /// The servers that vote now (by the leader's membership when there is a leader, else the
+    /// initial voters), without decommissioned ones.
+    pub fn voter_indexes(&self) -> Vec<usize> {
+        let from_leader = self.leader().and_then(|l| {
+            let shared = self.servers[l].shared()?;
+            let m = shared.raft.metrics().borrow().membership_config.clone();
+            Some(
+                m.membership()
+                    .voter_ids()
+                    .filter_map(|id| self.index_of(id))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        from_leader
+            .unwrap_or_else(|| (0..self.voters).collect())
+            .into_iter()
+            .filter(|i| !self.servers[*i].decommissioned)
+            .collect()
     }
 
     /// Makes every fsync of a server take `delay` (both storages), or the drawn time again.

@@ -41,6 +41,8 @@ struct Active {
 enum Seen {
     Vote(openraft::Vote<u64>),
     Append(Option<u64>),
+    /// (snapshot, last applied).
+    Snapshot(Option<openraft::LogId<u64>>, Option<openraft::LogId<u64>>),
 }
 
 /// A [`Fault::CrashOn`] waiting for its trigger.
@@ -49,6 +51,7 @@ struct Armed {
     until: Duration,
     node: usize,
     on: Trigger,
+    after: Duration,
     down: Duration,
     fault: Fault,
     /// (incarnation, what it saw): a restart starts the comparison afresh.
@@ -112,10 +115,29 @@ impl FaultRunner {
             let now_seen = match a.on {
                 Trigger::Vote => Seen::Vote(m.vote),
                 Trigger::Append => Seen::Append(m.last_log_index),
+                Trigger::Snapshot => Seen::Snapshot(m.snapshot, m.last_applied),
             };
             let incarnation = server.incarnation();
+            let node_id = server.id;
             let fire = match &a.seen {
-                Some((inc, seen)) if *inc == incarnation => *seen != now_seen,
+                Some((inc, seen)) if *inc == incarnation => {
+                    *seen != now_seen
+                        && match &now_seen {
+                            // A vote granted to another candidate: the one whose loss lets a
+                            // second leader be elected in the same term.
+                            Seen::Vote(v) => {
+                                !v.is_committed()
+                                    && v.leader_id().voted_for().is_some_and(|c| c != node_id)
+                            }
+                            // Installed: a snapshot beyond what the node had applied (one it
+                            // built never is).
+                            Seen::Snapshot(snapshot, _) => match seen {
+                                Seen::Snapshot(_, applied) => snapshot > applied,
+                                _ => false,
+                            },
+                            Seen::Append(_) => true,
+                        }
+                }
                 _ => false,
             };
             if !fire {
@@ -124,21 +146,50 @@ impl FaultRunner {
                 continue;
             }
             let a = self.armed.remove(i);
-            trace.log(format!(
-                "fault: {} lost power right after {} ({now_seen:?})",
-                cluster.servers[a.node].name,
-                match a.on {
-                    Trigger::Vote => "its vote changed",
-                    Trigger::Append => "it appended",
-                }
-            ));
-            cluster.crash(a.node, 0);
-            self.active.push(Active {
-                start: now,
-                end: now + a.down,
-                fault: a.fault,
-                held: Held::Crashed(vec![a.node]),
-            });
+            if a.on == Trigger::Vote && thread_rng().gen_bool(0.6) {
+                // The leader that vote may elect is then cut off, so that the others can elect
+                // another one — in the same term, if the vote was forgotten.
+                let start = now + Duration::from_millis(thread_rng().gen_range(50..400));
+                self.pending.push(PlannedFault {
+                    start,
+                    duration: Duration::from_millis(thread_rng().gen_range(1000..5000)),
+                    fault: Fault::IsolateLeader,
+                });
+                self.pending.sort_by(|a, b| b.start.cmp(&a.start));
+            }
+            let what = match a.on {
+                Trigger::Vote => "it granted a vote",
+                Trigger::Append => "it appended",
+                Trigger::Snapshot => "it installed a snapshot",
+            };
+            if a.after.is_zero() {
+                trace.log(format!(
+                    "fault: {} lost power right after {what} ({now_seen:?})",
+                    cluster.servers[a.node].name,
+                ));
+                cluster.crash(a.node, 0);
+                self.active.push(Active {
+                    start: now,
+                    end: now + a.down,
+                    fault: a.fault,
+                    held: Held::Crashed(vec![a.node]),
+                });
+            } else {
+                trace.log(format!(
+                    "fault: {} loses power {}ms after {what} ({now_seen:?})",
+                    cluster.servers[a.node].name,
+                    a.after.as_millis()
+                ));
+                self.pending.push(PlannedFault {
+                    start: now + a.after,
+                    duration: a.down,
+                    fault: Fault::Crash {
+                        targets: Targets::Nodes(vec![a.node]),
+                        keep_unsynced: 0,
+                    },
+                });
+                self.pending.sort_by(|a, b| b.start.cmp(&a.start));
+            }
         }
     }
 
@@ -304,6 +355,86 @@ impl FaultRunner {
                 cluster.take_copy(*node);
                 return;
             }
+            Fault::RackLoss {
+                node,
+                loss,
+                lag,
+                others_down,
+            } => {
+                let voters = cluster.voter_indexes();
+                let leader = cluster.leader();
+                let mut rng = thread_rng();
+                let mut candidates: Vec<usize> = voters
+                    .iter()
+                    .copied()
+                    .filter(|v| v != node && Some(*v) != leader)
+                    .collect();
+                let mut behind = Vec::new();
+                while behind.len() < (voters.len().saturating_sub(1)) / 2 && !candidates.is_empty()
+                {
+                    behind.push(candidates.remove(rng.gen_range(0..candidates.len())));
+                }
+                if behind.is_empty() || !voters.contains(node) {
+                    trace.log(format!(
+                        "fault: rack loss around {}: no minority to cut off; only the state loss",
+                        cluster.servers[*node].name
+                    ));
+                    self.pending.push(PlannedFault {
+                        start: now,
+                        duration: f.duration,
+                        fault: Fault::LoseState {
+                            node: *node,
+                            loss: *loss,
+                        },
+                    });
+                    self.pending.sort_by(|a, b| b.start.cmp(&a.start));
+                    return;
+                }
+                let rack: Vec<usize> = voters
+                    .iter()
+                    .copied()
+                    .filter(|v| v != node && !behind.contains(v))
+                    .collect();
+                trace.log(format!(
+                    "fault: rack loss: {:?} fall behind for {:.3}s, then {} and {:?} lose power and {} loses state ({loss:?})",
+                    behind.iter().map(|i| cluster.servers[*i].id).collect::<Vec<_>>(),
+                    lag.as_secs_f64(),
+                    cluster.servers[*node].name,
+                    rack.iter().map(|i| cluster.servers[*i].id).collect::<Vec<_>>(),
+                    cluster.servers[*node].name,
+                ));
+                self.pending.push(PlannedFault {
+                    start: now + *lag,
+                    duration: f.duration,
+                    fault: Fault::LoseState {
+                        node: *node,
+                        loss: *loss,
+                    },
+                });
+                if !rack.is_empty() {
+                    self.pending.push(PlannedFault {
+                        start: now + *lag + Duration::from_millis(1),
+                        duration: *others_down,
+                        fault: Fault::Crash {
+                            targets: Targets::Nodes(rack),
+                            keep_unsynced: 0,
+                        },
+                    });
+                }
+                self.pending.sort_by(|a, b| b.start.cmp(&a.start));
+                let links = cut(&behind, servers);
+                for (a, b) in &links {
+                    cluster.clog(*a, *b);
+                }
+                self.active.push(Active {
+                    start: now,
+                    end: now + *lag,
+                    fault: Fault::Partition { side: behind },
+                    held: Held::Links(links),
+                });
+                self.apply_network();
+                return;
+            }
             Fault::SlowDisk {
                 targets,
                 sync_delay,
@@ -322,7 +453,12 @@ impl FaultRunner {
                 }
                 Held::SlowDisk(nodes)
             }
-            Fault::CrashOn { targets, on, down } => {
+            Fault::CrashOn {
+                targets,
+                on,
+                after,
+                down,
+            } => {
                 let Some(nodes) = resolve(targets, cluster) else {
                     trace.log("fault: crash the leader on a trigger: no leader now");
                     return;
@@ -332,8 +468,9 @@ impl FaultRunner {
                         "fault: {} loses power the next time {} (for {:.3}s)",
                         cluster.servers[node].name,
                         match on {
-                            Trigger::Vote => "its vote changes",
+                            Trigger::Vote => "it grants a vote",
                             Trigger::Append => "it appends",
+                            Trigger::Snapshot => "it installs a snapshot",
                         },
                         f.duration.as_secs_f64()
                     ));
@@ -341,6 +478,7 @@ impl FaultRunner {
                         until: now + f.duration,
                         node,
                         on: *on,
+                        after: *after,
                         down: *down,
                         fault: f.fault.clone(),
                         seen: None,

@@ -33,7 +33,7 @@ mod sim {
   --nodes           cluster sizes (voters), default 3,5
   --jobs J          seeds run in parallel (default: available cores)
   --known-bad WHAT  re-introduce a known-bad behaviour (the run should fail); repeatable:
-                    ack-log-before-sync, vote-before-sync, commit-without-quorum,
+                    ack-log-before-sync, sync-marker-ignored, commit-without-quorum,
                     checkpoint-short-of-quorum, lost-state-votes, duplicate-check-skipped,
                     snapshot-install-without-sync, backlink-wrong-predecessor,
                     head-map-not-updated, ledger-time-backwards,

@@ -47,6 +47,18 @@ pub enum Fault {
     /// Power loss of `node`, which then loses part of its *synced* state while it is down, and
     /// restarts after the duration.
     LoseState { node: usize, loss: StateLoss },
+    /// Issue 11's first failure, with the roles chosen when it starts: a minority that holds
+    /// neither `node` nor (if it can) the leader is cut off for `lag` while the rest acknowledge
+    /// records; then the rest lose power at once (a rack), `node` loses state while down and
+    /// comes back after the fault's duration, when the minority is back too, and the others
+    /// `others_down` after the power loss. Until then `node` and the minority could form a
+    /// majority without the records only the others hold.
+    RackLoss {
+        node: usize,
+        loss: StateLoss,
+        lag: Duration,
+        others_down: Duration,
+    },
     /// The harness keeps a copy of `node`'s durable storage (both of them), for a later
     /// [`StateLoss::LogRolledBack`] or [`StateLoss::LedgerRolledBack`].
     TakeCopy { node: usize },
@@ -58,13 +70,15 @@ pub enum Fault {
         sync_delay: Duration,
     },
     /// A crash timed by what the node does: while the fault lasts, the first time `targets`
-    /// (resolved when it starts) changes its Raft vote (`on: Trigger::Vote`) or appends to its
-    /// log (`Trigger::Append`), it loses power at once, keeping none of its unsynced writes,
-    /// and restarts `down` later. These are the windows in which a vote or an acknowledgement
-    /// that was sent but not made durable is lost.
+    /// (resolved when it starts) grants its Raft vote (`on: Trigger::Vote`), appends to its log
+    /// (`Trigger::Append`) or installs a snapshot, it loses power `after` that, keeping
+    /// none of its unsynced writes, and restarts `down` later. These are the windows in which a
+    /// vote or an acknowledgement that was sent but not made durable is lost.
     CrashOn {
         targets: Targets,
         on: Trigger,
+        /// How long after the trigger the power goes (0: at once).
+        after: Duration,
         down: Duration,
     },
 }
@@ -72,10 +86,13 @@ pub enum Fault {
 /// What a [`Fault::CrashOn`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
-    /// The node's Raft vote changed (it voted, or accepted a leader).
+    /// The node granted its Raft vote to another candidate. Often the leader that vote helps
+    /// elect is then cut off for a while.
     Vote,
     /// The node's last log index grew.
     Append,
+    /// The node installed a snapshot from the leader (its log is purged behind it soon after).
+    Snapshot,
 }
 
 /// What a node loses of its synced state (a disk, a file system or an operator at fault). Each
@@ -100,10 +117,14 @@ pub enum StateLoss {
 }
 
 impl StateLoss {
-    const ALL: [StateLoss; 6] = [
+    /// What is drawn, cuts and rollbacks twice as often: only the log's sync marker tells them
+    /// from a torn tail.
+    const DRAWN: [StateLoss; 8] = [
         StateLoss::LogFileDeleted,
         StateLoss::LogDirDeleted,
         StateLoss::LogTruncated,
+        StateLoss::LogTruncated,
+        StateLoss::LogRolledBack,
         StateLoss::LogRolledBack,
         StateLoss::LedgerLost,
         StateLoss::LedgerRolledBack,
@@ -172,39 +193,74 @@ fn leader_or_voter(rng: &mut impl Rng, voters: usize) -> Targets {
 }
 
 /// Draws the crashes that aim at the narrow windows of a replicated log: right after a vote,
-/// right after an append, and on a leader whose disk is slow (its log lags what it replicated).
+/// right after an append, after a snapshot install, and on a leader whose disk is slow (its log
+/// lags what it replicated). True when it drew a crash after a snapshot install.
 fn draw_timed_crashes(
     rng: &mut impl Rng,
     voters: usize,
     safety_ms: u64,
+    few_kept: bool,
     faults: &mut Vec<PlannedFault>,
-) {
-    for _ in 0..rng.gen_range(0..4) {
-        let on = if rng.gen_bool(0.5) {
-            Trigger::Vote
-        } else {
-            Trigger::Append
-        };
-        let targets = match on {
+) -> bool {
+    let mut on_install = false;
+    for _ in 0..rng.gen_range(1..5) {
+        let (on, targets, after) = match rng.gen_range(0..5u32) {
             // Votes change on followers and candidates: a leader's vote changes only when it
             // loses leadership.
-            Trigger::Vote => Targets::Nodes(vec![rng.gen_range(0..voters)]),
-            Trigger::Append => leader_or_voter(rng, voters),
+            0..=1 => (
+                Trigger::Vote,
+                Targets::Nodes(vec![rng.gen_range(0..voters)]),
+                Duration::ZERO,
+            ),
+            2..=3 => (
+                Trigger::Append,
+                leader_or_voter(rng, voters),
+                Duration::ZERO,
+            ),
+            // Late enough that the purge behind the snapshot reached the log's disk (with the
+            // next append), early enough that the ledger has not been synced again since. Only
+            // where few entries are kept behind a snapshot: elsewhere nobody installs one.
+            _ if few_kept => (
+                Trigger::Snapshot,
+                Targets::Nodes(vec![rng.gen_range(0..voters)]),
+                millis(rng, 20, 1000),
+            ),
+            _ => (Trigger::Append, leader_or_voter(rng, voters), Duration::ZERO),
         };
+        let mut start = millis(rng, 500, safety_ms.saturating_sub(1000).max(501));
+        if on == Trigger::Snapshot {
+            on_install = true;
+            // A node installs a snapshot when it comes back far behind: first it is down.
+            let down = millis(rng, 2000, 7000);
+            faults.push(PlannedFault {
+                start,
+                duration: down,
+                fault: Fault::Crash {
+                    targets: targets.clone(),
+                    keep_unsynced: 0,
+                },
+            });
+            start += down;
+        }
         faults.push(PlannedFault {
-            start: millis(rng, 500, safety_ms.saturating_sub(1000).max(501)),
-            duration: millis(rng, 500, 6000),
+            start,
+            duration: millis(rng, 500, 8000),
             fault: Fault::CrashOn {
                 targets,
                 on,
+                after,
                 down: millis(rng, 50, 2000),
             },
         });
     }
-    if rng.gen_bool(0.5) {
+    if rng.gen_bool(0.7) {
         let start = millis(rng, 500, safety_ms.saturating_sub(3000).max(501));
         let duration = millis(rng, 1000, 6000);
-        let targets = leader_or_voter(rng, voters);
+        let targets = if rng.gen_bool(0.7) {
+            Targets::Leader
+        } else {
+            leader_or_voter(rng, voters)
+        };
         faults.push(PlannedFault {
             start,
             duration,
@@ -213,7 +269,7 @@ fn draw_timed_crashes(
                 sync_delay: millis(rng, 5, 80),
             },
         });
-        if rng.gen_bool(0.6) {
+        if rng.gen_bool(0.8) {
             // The slow node loses power while its log lags.
             faults.push(PlannedFault {
                 start: start + millis(rng, 200, duration.as_millis() as u64),
@@ -225,17 +281,14 @@ fn draw_timed_crashes(
             });
         }
     }
+    on_install
 }
 
 /// How often a plan has state losses at all.
-const STATE_LOSS_PROBABILITY: f64 = 0.5;
+const STATE_LOSS_PROBABILITY: f64 = 0.7;
 
 /// Draws up to `f` nodes that lose synced state (f = the failures the cluster tolerates, minus
-/// a node whose bytes a [`Fault::Corrupt`] flips, which may repair too), each in the pattern of
-/// issue 11's first failure: a third node falls behind (cut off), the victim and another node
-/// (often the leader) lose power, the victim loses state while down and comes back first, and the
-/// other one later — so for a while the victim and the node that fell behind could form a
-/// majority without the records only the other one still holds.
+/// a node whose bytes a [`Fault::Corrupt`] flips, which may repair too).
 ///
 /// Never more than `f` nodes: a majority that may have forgotten what it acknowledged cannot
 /// elect anyone safely, so such a cluster must stop for good, and the liveness phase could not
@@ -274,9 +327,9 @@ fn draw_state_losses(
         losses.push(node);
     }
     for node in losses {
-        let loss = StateLoss::ALL[rng.gen_range(0..StateLoss::ALL.len())];
-        let start = millis(rng, 2000, safety_ms.saturating_sub(3000).max(2001));
-        let down = millis(rng, 100, 3000);
+        let loss = StateLoss::DRAWN[rng.gen_range(0..StateLoss::DRAWN.len())];
+        let start = millis(rng, 2000, safety_ms.saturating_sub(4000).max(2001));
+        let down = millis(rng, 100, 2000);
         if matches!(loss, StateLoss::LogRolledBack | StateLoss::LedgerRolledBack) {
             // Old enough that the node synced (and its log purged) much since.
             faults.push(PlannedFault {
@@ -287,34 +340,24 @@ fn draw_state_losses(
                 fault: Fault::TakeCopy { node },
             });
         }
+        // A rolled-back ledger loses nothing Raft acknowledged: no rack around it.
+        let fault = if loss != StateLoss::LedgerRolledBack && rng.gen_bool(0.6) {
+            Fault::RackLoss {
+                node,
+                loss,
+                lag: millis(rng, 300, 2500),
+                // Long enough for an election (the leader lease plus an election timeout)
+                // before the others are back.
+                others_down: down + millis(rng, 2000, 6000),
+            }
+        } else {
+            Fault::LoseState { node, loss }
+        };
         faults.push(PlannedFault {
             start,
             duration: down,
-            fault: Fault::LoseState { node, loss },
+            fault,
         });
-        let mut others: Vec<usize> = (0..voters).filter(|n| *n != node).collect();
-        if rng.gen_bool(0.7) {
-            // Another node loses power just after the victim and comes back after it.
-            let other = others.remove(rng.gen_range(0..others.len()));
-            faults.push(PlannedFault {
-                start: start + Duration::from_millis(1),
-                duration: down + millis(rng, 300, 4000),
-                fault: Fault::Crash {
-                    targets: Targets::Nodes(vec![other]),
-                    keep_unsynced: 0,
-                },
-            });
-        }
-        if rng.gen_bool(0.6) {
-            // A third node falls behind before the crashes.
-            let behind = others[rng.gen_range(0..others.len())];
-            let before = millis(rng, 300, 2500);
-            faults.push(PlannedFault {
-                start: start.saturating_sub(before),
-                duration: before + down / 2,
-                fault: Fault::Partition { side: vec![behind] },
-            });
-        }
     }
 }
 
@@ -453,13 +496,17 @@ impl Plan {
         if rng.gen_bool(STATE_LOSS_PROBABILITY) {
             draw_state_losses(&mut rng, voters, safety_ms, corrupted, &mut faults);
         }
-        draw_timed_crashes(&mut rng, voters, safety_ms, &mut faults);
-        faults.sort_by_key(|f| f.start);
         // Often few entries kept behind a snapshot: the log is purged all the time, and
         // followers that fall behind catch up by snapshot.
-        if rng.gen_bool(0.6) {
+        let few_kept = rng.gen_bool(0.6);
+        if few_kept {
             tuning.logs_kept_after_snapshot = rng.gen_range(0..100);
         }
+        if draw_timed_crashes(&mut rng, voters, safety_ms, few_kept, &mut faults) {
+            // Snapshots often enough that a node back from being down installs one.
+            tuning.snapshot_every_entries = rng.gen_range(20..60);
+        }
+        faults.sort_by_key(|f| f.start);
         Plan {
             faults,
             membership,

@@ -18,10 +18,11 @@ pub enum Switch {
     /// as they are written, before its fsync. Breaks openraft's `RaftLogStorage` contract: a
     /// crash can then lose entries a quorum acknowledged — committed, acknowledged records.
     AckLogBeforeSync,
-    /// `store/log_store.rs`: a vote is written to the log but not synced (nor copied into the
-    /// node record) before openraft answers or acts on it. A crash right after forgets the vote,
-    /// and the node may vote again in the same term for someone else: two leaders in one term.
-    VoteBeforeSync,
+    /// `store/wal/mod.rs`: the Raft log's recovery no longer consults its sync marker, so a log
+    /// that lost synced records (truncated, rolled back, deleted) looks like one whose unsynced
+    /// tail a crash tore off — issue 11's first failure. Only the node record's and the
+    /// ledger's cross-checks (`recovery.rs`) are left to notice.
+    SyncMarkerIgnored,
     /// openraft's `ReplicationHandler::update_matching` (vendor/openraft/PATCHES.md): the commit
     /// index follows the highest match index of any one voter instead of the one a quorum of
     /// voters holds (the classic "sorted match indexes, took the wrong end" bug).
@@ -62,7 +63,7 @@ impl Switch {
     /// The catalogue, in the order docs/SIMULATION.md lists it.
     pub const ALL: [Switch; 12] = [
         Switch::AckLogBeforeSync,
-        Switch::VoteBeforeSync,
+        Switch::SyncMarkerIgnored,
         Switch::CommitWithoutQuorum,
         Switch::CheckpointShortOfQuorum,
         Switch::LostStateVotes,
@@ -79,7 +80,7 @@ impl Switch {
     pub fn name(self) -> &'static str {
         match self {
             Switch::AckLogBeforeSync => "ack-log-before-sync",
-            Switch::VoteBeforeSync => "vote-before-sync",
+            Switch::SyncMarkerIgnored => "sync-marker-ignored",
             Switch::CommitWithoutQuorum => "commit-without-quorum",
             Switch::CheckpointShortOfQuorum => "checkpoint-short-of-quorum",
             Switch::LostStateVotes => "lost-state-votes",
@@ -154,10 +155,10 @@ mod tests {
             assert_eq!(Switch::parse(s.name()), Some(s));
             assert_eq!(KnownBad::only(s).switches(), vec![s]);
         }
-        let two = KnownBad::only(Switch::VoteBeforeSync).with(Switch::AckLogBeforeSync);
+        let two = KnownBad::only(Switch::SyncMarkerIgnored).with(Switch::AckLogBeforeSync);
         assert_eq!(
             two.switches(),
-            vec![Switch::AckLogBeforeSync, Switch::VoteBeforeSync]
+            vec![Switch::AckLogBeforeSync, Switch::SyncMarkerIgnored]
         );
         assert_eq!(Switch::parse("no-such-switch"), None);
         assert_eq!(format!("{:?}", KnownBad::default()), "[]");

@@ -208,14 +208,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_raft(VOTE_KEY, "vote", vote)?;
-        #[cfg(madsim)]
-        if self
-            .known_bad
-            .is_on(crate::known_bad::Switch::VoteBeforeSync)
-        {
-            // KNOWN-BAD, simulation only: the vote is acted on before it is durable.
-            return Ok(());
-        }
         // The copy is written and both storages synced (the log's own vote with them) before
         // openraft acts on the vote: losing the log then never loses a vote that was sent.
         let vote = *vote;

@@ -109,6 +109,9 @@ pub struct WalOptions {
     pub preallocate_bytes: u64,
     /// See [`COMPACT_BYTES_MIN`].
     pub compact_bytes_min: u64,
+    /// Simulation only: known-bad behaviours of the log's recovery (`crate::known_bad`).
+    #[cfg(madsim)]
+    pub known_bad: crate::known_bad::KnownBad,
 }
 
 impl Default for WalOptions {
@@ -116,6 +119,8 @@ impl Default for WalOptions {
         WalOptions {
             preallocate_bytes: PREALLOCATE_BYTES,
             compact_bytes_min: COMPACT_BYTES_MIN,
+            #[cfg(madsim)]
+            known_bad: Default::default(),
         }
     }
 }
@@ -223,6 +228,8 @@ impl WalKv {
             .read(MARKER_FILE)
             .map_err(|e| kv_err("read sync marker", &*io, e))?;
         let mark = marker_bytes.as_deref().and_then(marker::read);
+        // KNOWN-BAD (simulation only) when set: the marker is read but never consulted.
+        let consult_marker = !known_bad!(options.known_bad, SyncMarkerIgnored);
         let marker_file = match marker_bytes {
             Some(_) => Some(
                 io.open(MARKER_FILE)
@@ -235,7 +242,7 @@ impl WalKv {
             last: mark,
         };
         let Some(&generation) = generations.last() else {
-            let Some(m) = mark else {
+            let Some(m) = mark.filter(|_| consult_marker) else {
                 let kv = WalKv::fresh(io, 1, marker_state, options)?;
                 return Ok(WalOpen {
                     kv,
@@ -293,6 +300,7 @@ impl WalKv {
             })
         } else {
             match mark {
+                _ if !consult_marker => None,
                 Some(m) if m.mark.generation > generation => Some(WalDamage::Missing {
                     generation: m.mark.generation,
                     synced: m.mark.synced,
