@@ -225,7 +225,11 @@ fn draw_timed_crashes(
                 Targets::Nodes(vec![rng.gen_range(0..voters)]),
                 millis(rng, 20, 1000),
             ),
-            _ => (Trigger::Append, leader_or_voter(rng, voters), Duration::ZERO),
+            _ => (
+                Trigger::Append,
+                leader_or_voter(rng, voters),
+                Duration::ZERO,
+            ),
         };
         let mut start = millis(rng, 500, safety_ms.saturating_sub(1000).max(501));
         if on == Trigger::Snapshot {
