@@ -62,6 +62,9 @@ pub struct DataLossReport {
 pub struct History {
     /// BLAKE3 of every record bytes any client ever sent (acknowledged or not).
     pub submitted: HashSet<[u8; 32]>,
+    /// BLAKE3 of the record bytes a client sent with a broken signature (only with the
+    /// `unsigned-record-accepted` switch): none may ever be acknowledged or stored.
+    pub forged: std::collections::BTreeSet<[u8; 32]>,
     /// Leaf index → the acknowledged record there.
     pub acked: BTreeMap<u64, Ack>,
     /// Record hash → its acknowledged index.

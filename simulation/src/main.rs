@@ -37,7 +37,8 @@ mod sim {
                     checkpoint-short-of-quorum, lost-state-votes, duplicate-check-skipped,
                     snapshot-install-without-sync, backlink-wrong-predecessor,
                     head-map-not-updated, ledger-time-backwards,
-                    leader-resumes-after-restart, ledger-meta-written-first
+                    leader-resumes-after-restart, ledger-meta-written-first,
+                    unsigned-record-accepted
   --log FILTER      node logs to stderr (tracing filter, e.g. info or openraft=debug)
 exit status: 0 all passed, 1 some failed, 2 usage";
 

@@ -296,6 +296,9 @@ async fn simulate(
             .collect(),
         stop: Arc::new(AtomicBool::new(false)),
         granted: Arc::new(AtomicBool::new(false)),
+        forge_signatures: options
+            .known_bad
+            .is_on(stateledger_node::known_bad::Switch::UnsignedRecordAccepted),
     };
     let clients = Handle::current()
         .create_node()

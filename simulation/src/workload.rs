@@ -43,6 +43,10 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Set once the grants are acknowledged: clients may write.
     pub granted: Arc<AtomicBool>,
+    /// Now and then a client sends a record with a broken signature, which the leader must
+    /// refuse (set only for the `unsigned-record-accepted` switch, whose leader does not: the
+    /// draws it takes would change every other run).
+    pub forge_signatures: bool,
 }
 
 /// Records are scoped by client so no two clients ever build the same record bytes.
@@ -202,7 +206,7 @@ pub async fn client(shared: Shared, id: usize) {
         match op {
             0..=62 => {
                 let retry = op >= 55 && !uncertain.is_empty();
-                let batch = if retry {
+                let mut batch = if retry {
                     let i = thread_rng().gen_range(0..uncertain.len());
                     uncertain.remove(i)
                 } else {
@@ -218,6 +222,9 @@ pub async fn client(shared: Shared, id: usize) {
                         })
                         .collect()
                 };
+                if !retry && shared.forge_signatures && thread_rng().gen_bool(0.1) {
+                    forge(&shared, &who, &mut batch);
+                }
                 if submit(&shared, &mut conn, &who, &batch).await == Known::Uncertain {
                     uncertain.push(batch);
                     if uncertain.len() > UNCERTAIN_MAX {
@@ -230,6 +237,20 @@ pub async fn client(shared: Shared, id: usize) {
             _ => consistency(&shared, &mut conn).await,
         }
     }
+}
+
+/// Breaks the signature of one record of `batch` (one bit flipped) and files its record as
+/// forged: the leader must refuse the request, and no node may ever store the record.
+fn forge(shared: &Shared, who: &str, batch: &mut [pb::SignedRecord]) {
+    let i = thread_rng().gen_range(0..batch.len());
+    let bit = thread_rng().gen_range(0..batch[i].signature.len() * 8);
+    batch[i].signature[bit / 8] ^= 1 << (bit % 8);
+    let hash = record_hash(&batch[i]);
+    shared.history.lock().forged.insert(hash);
+    shared.trace.log(format!(
+        "{who}: sends record {} with a broken signature",
+        hex::encode(&hash[..8])
+    ));
 }
 
 fn note_error(shared: &Shared, what: &str, addr: &str, status: &tonic::Status) {

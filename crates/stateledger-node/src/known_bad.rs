@@ -57,11 +57,16 @@ pub enum Switch {
     /// first in its batch instead of last, so a crash that cuts the batch leaves metadata that
     /// claims leaves that were never written.
     LedgerMetaWrittenFirst,
+    /// `grpc/ledger_service.rs`: the leader ignores its signature check at submission
+    /// (`sigcheck.rs`) and proposes records whose writer signature does not verify. Every node's
+    /// check before it applies (`Ledger::signature_verdicts`) is then all that keeps them out of
+    /// the ledger: each refuses the group and keeps it as evidence.
+    UnsignedRecordAccepted,
 }
 
 impl Switch {
     /// The catalogue, in the order docs/SIMULATION.md lists it.
-    pub const ALL: [Switch; 12] = [
+    pub const ALL: [Switch; 13] = [
         Switch::AckLogBeforeSync,
         Switch::SyncMarkerIgnored,
         Switch::CommitWithoutQuorum,
@@ -74,6 +79,7 @@ impl Switch {
         Switch::LedgerTimeBackwards,
         Switch::LeaderResumesAfterRestart,
         Switch::LedgerMetaWrittenFirst,
+        Switch::UnsignedRecordAccepted,
     ];
 
     /// The name on the command line (`--known-bad NAME`).
@@ -91,6 +97,7 @@ impl Switch {
             Switch::LedgerTimeBackwards => "ledger-time-backwards",
             Switch::LeaderResumesAfterRestart => "leader-resumes-after-restart",
             Switch::LedgerMetaWrittenFirst => "ledger-meta-written-first",
+            Switch::UnsignedRecordAccepted => "unsigned-record-accepted",
         }
     }
 

@@ -20,6 +20,7 @@ pub mod corruption_contained;
 pub mod identical_prefixes;
 pub mod monotone_time;
 pub mod no_phantom_records;
+pub mod no_unsigned_proposals;
 pub mod reconstruction;
 pub mod repair_after_loss;
 pub mod served_proofs_verify;
@@ -99,6 +100,7 @@ impl Checker {
                 Box::new(consistent_checkpoints::ConsistentCheckpoints::default()),
                 Box::new(monotone_time::MonotoneTime::default()),
                 Box::new(valid_leaf_signatures::ValidLeafSignatures),
+                Box::new(no_unsigned_proposals::NoUnsignedProposals::default()),
                 Box::new(corruption_contained::CorruptionContained::default()),
                 Box::new(repair_after_loss::RepairAfterLoss::default()),
             ],
