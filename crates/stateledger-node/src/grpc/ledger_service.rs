@@ -233,9 +233,10 @@ impl pb::ledger_server::Ledger for LedgerService {
             );
             return Err(status);
         }
-        self.shared
+        let accepted = self
+            .shared
             .space
-            .note_accepted(records.iter().map(|r| r.record.len() as u64).sum());
+            .accept(records.iter().map(|r| r.record.len() as u64).sum());
         let mut group = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             if r.record.len() > RECORD_BYTES_MAX {
@@ -298,6 +299,8 @@ impl pb::ledger_server::Ledger for LedgerService {
                     limits.queue_requests_max
                 ))
             })?;
+        // The batcher settles the bytes once they are in a log entry (or not).
+        accepted.proposed();
         let outcome = rx
             .await
             .map_err(|_| Status::unavailable("the node is shutting down; retry"))?;
