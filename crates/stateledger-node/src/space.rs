@@ -347,7 +347,7 @@ async fn ask_peers(shared: &NodeShared) {
             let (id, name, addr) = (*id, info.name.clone(), info.raft_addr.clone());
             let connector = shared.connector.clone();
             async move {
-                let mut client = connector.client(&addr).ok()?;
+                let mut client = connector.client(&addr, id).ok()?;
                 let answer =
                     tokio::time::timeout(PEER_TIMEOUT, client.health(pb::HealthRequest {}))
                         .await

@@ -126,12 +126,12 @@ fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u6
     if covering_time == 0 {
         return; // Publication follows new leaves on its own.
     }
-    let Some((_, leader)) = shared.leader() else {
+    let Some((leader_id, leader)) = shared.leader() else {
         return;
     };
     let shared = shared.clone();
     tokio::spawn(async move {
-        let Ok(mut client) = shared.connector.client(&leader.raft_addr) else {
+        let Ok(mut client) = shared.connector.client(&leader.raft_addr, leader_id) else {
             return;
         };
         let request = pb::GetCheckpointRequest {
