@@ -13,7 +13,7 @@ use openraft::Vote;
 use stateledger_node::raft::{codec, TypeConfig};
 use stateledger_proto::v1 as pb;
 use stateledger_tests::cluster::TestCluster;
-use stateledger_tests::rpc;
+use stateledger_tests::{rpc, wait};
 
 /// A heartbeat that says it comes from `leader` at `term`.
 fn heartbeat(term: u64, leader: u64) -> Vec<u8> {
@@ -271,4 +271,88 @@ async fn a_node_cannot_speak_or_cosign_as_another() {
         3,
         "node b counted the three refusals"
     );
+}
+
+/// A node's certificate cannot answer for another node: node V is stopped and an impostor
+/// holding node O's certificate (valid for the same host, signed by the cluster CA) listens on
+/// V's cluster address. The leader keeps dialing V, and refuses every handshake: the server's
+/// certificate does not name node V. The impostor never hears a Raft message (before the check,
+/// a node with two addresses could vote twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_certificate_cannot_answer_at_a_nodes_address() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let (mut cluster, leader, _) = started(3).await;
+    let victim = leader % 3 + 1;
+    let other = victim % 3 + 1;
+    assert!(other != leader && other != victim);
+    let cert = cluster.node_cert(other);
+    let addr = cluster.cluster_addr(victim);
+    cluster.kill9(victim);
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("chain"),
+            PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key"),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = wait::until(
+        "node V's port to be free",
+        Duration::from_secs(10),
+        || async {
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    let refused = Arc::new(AtomicU64::new(0));
+    let completed = Arc::new(AtomicU64::new(0));
+    let impostor = {
+        let (refused, completed) = (refused.clone(), completed.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                match acceptor.accept(tcp).await {
+                    Ok(_) => completed.fetch_add(1, Ordering::SeqCst),
+                    Err(_) => refused.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        })
+    };
+    wait::until(
+        "the leader to dial node V's address three times",
+        Duration::from_secs(30),
+        || async {
+            let (r, c) = (
+                refused.load(Ordering::SeqCst),
+                completed.load(Ordering::SeqCst),
+            );
+            if r + c >= 3 {
+                Ok(())
+            } else {
+                Err(format!("{r} handshakes refused, {c} completed"))
+            }
+        },
+    )
+    .await;
+    impostor.abort();
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        0,
+        "a handshake with node {other}'s certificate at node {victim}'s address completed"
+    );
+    // The cluster goes on with the two real nodes.
+    cluster
+        .wait_leader(&[leader, other], Duration::from_secs(30))
+        .await;
 }

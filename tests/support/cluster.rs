@@ -180,6 +180,12 @@ impl TestCluster {
         self.nodes.insert(id, process);
     }
 
+    /// Reads the cluster CA certificate again (after a test replaced the PKI in [`Self::dir`]).
+    pub fn reread_ca(&mut self) {
+        self.ca_pem = std::fs::read_to_string(self.dir().join("ca.pem")).expect("the CA");
+        self.channels.lock().expect("channels").clear();
+    }
+
     /// The cluster directory (CA, keys, configs, data, logs).
     pub fn dir(&self) -> PathBuf {
         self.dir

@@ -53,6 +53,9 @@ enum Command {
     /// Generate an ed25519 key pair in the C2SP signed-note key formats.
     #[command(after_help = cmd::keygen::HELP)]
     Keygen(cmd::keygen::Args),
+    /// Make the cluster's PKI: a CA, and node, admin and client certificates naming their role.
+    #[command(subcommand, after_help = cmd::certs::HELP)]
+    Certs(cmd::certs::CertsCommand),
     /// Run a node.
     #[command(subcommand, after_help = cmd::node::HELP)]
     Node(cmd::node::NodeCommand),
@@ -118,6 +121,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => cmd::demo::run(args).map(ok),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Keygen(args) => cmd::keygen::run(args).map(ok),
+        Command::Certs(c) => cmd::certs::run(c).map(ok),
         Command::Node(c) => cmd::node::run(c),
         Command::Dev(args) => cmd::dev::run(args),
         Command::Cluster(c) => cmd::cluster::run(c),

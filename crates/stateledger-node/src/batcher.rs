@@ -57,6 +57,12 @@ pub async fn run(shared: Arc<NodeShared>, mut rx: mpsc::Receiver<SubmitJob>) {
 async fn propose(shared: &NodeShared, jobs: Vec<SubmitJob>) {
     let mut groups = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
+    // Counted against every disk since acceptance (`crate::space`); settled below.
+    let bytes: u64 = jobs
+        .iter()
+        .flat_map(|j| &j.records)
+        .map(|r| r.record.len() as u64)
+        .sum();
     for job in jobs {
         groups.push(job.records);
         replies.push(job.reply);
@@ -65,7 +71,12 @@ async fn propose(shared: &NodeShared, jobs: Vec<SubmitJob>) {
         groups,
         proposed_time: shared.clock.now_unix_nanos(),
     };
-    match shared.raft.client_write(command).await {
+    let written = shared.raft.client_write(command).await;
+    match &written {
+        Ok(response) => shared.space.note_entry(response.log_id.index, bytes),
+        Err(_) => shared.space.note_dropped(bytes),
+    }
+    match written {
         Ok(response) => match response.data {
             CommandResponse::Appended(outcomes) if outcomes.len() == replies.len() => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {

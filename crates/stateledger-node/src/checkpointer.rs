@@ -193,7 +193,7 @@ async fn cosign(
         };
         let client = match clients.get(&id) {
             Some(c) => c.clone(),
-            None => match shared.connector.client(&info.raft_addr) {
+            None => match shared.connector.client(&info.raft_addr, id) {
                 Ok(c) => {
                     clients.insert(id, c.clone());
                     c

@@ -12,11 +12,14 @@
 //! Answers older than [`PEER_ANSWER_TTL`] no longer count (an unreachable node's disk does not
 //! block the cluster).
 //!
-//! Measurements lag behind fast writers (a check interval, a poll, the writes in flight), so the
-//! leader also counts the record bytes it accepted since each measurement and refuses writes once
-//! a disk *would* be below its reserve, counting [`BYTES_PER_RECORD_BYTE`] stored bytes per
-//! record byte (the Raft log and the ledger each hold the record). Should a disk fill up all the
-//! same, the node waits for space instead of stopping (`crate::store::wait_for_space`).
+//! Measurements lag behind fast writers (a check interval, a poll, the writes in flight, and a
+//! follower that is behind the leader), so each measurement carries the log index the node had
+//! applied when it was taken, and the leader counts the record bytes the node has not written
+//! yet: those of every log entry above that index, and those accepted but not yet in an entry.
+//! It refuses writes once a disk *would* be below its reserve, counting [`BYTES_PER_RECORD_BYTE`]
+//! stored bytes per record byte (the Raft log and the ledger each hold the record). Should a disk
+//! fill up all the same, the node waits for space instead of stopping
+//! (`crate::store::wait_for_space`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,9 +37,13 @@ pub const PEER_ANSWER_TTL: Duration = Duration::from_secs(5);
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 const RESERVE_MIN: u64 = 4 << 20;
 /// Disk bytes a record byte costs a node, for the estimate: the Raft log and the ledger each
-/// hold it, plus the storage engines' overhead.
-pub const BYTES_PER_RECORD_BYTE: u64 = 3;
+/// hold it, plus the storage engines' overhead (sled rewrites whole pages as blobs; measured
+/// 4.9 with records of 30 KB, docs/OPERATIONS.md "A full disk").
+pub const BYTES_PER_RECORD_BYTE: u64 = 5;
 const RESERVE_MAX: u64 = 1 << 30;
+/// Log entries whose record bytes the leader remembers (the oldest are forgotten first; a node
+/// further behind is counted as missing all of them).
+const ENTRIES_REMEMBERED: usize = 1 << 16;
 
 /// Free and total bytes of the file system that holds a node's data.
 pub trait DiskSpace: Send + Sync + std::fmt::Debug {
@@ -86,8 +93,8 @@ pub struct Measurement {
     pub reserve: u64,
     /// Set while the alarm is raised: why.
     pub alarm: Option<String>,
-    /// [`SpaceAlarm::note_accepted`]'s count when it was taken.
-    accepted_at: u64,
+    /// The log index the node had applied when it was taken (0: none).
+    pub applied: u64,
     /// This node's name, for messages.
     name: String,
 }
@@ -99,7 +106,16 @@ struct PeerAnswer {
     free: u64,
     reserve: u64,
     alarm: Option<String>,
-    accepted_at: u64,
+    applied: u64,
+}
+
+/// Record bytes this node accepted for writing as leader, and where they went.
+#[derive(Debug, Default)]
+struct Accounts {
+    /// Accepted and not yet settled: proposed, or still being checked.
+    pending: u64,
+    /// Record bytes of each recent log entry this node proposed, by index.
+    entries: BTreeMap<u64, u64>,
 }
 
 /// See the module comment.
@@ -107,8 +123,30 @@ struct PeerAnswer {
 pub struct SpaceAlarm {
     own: Mutex<Measurement>,
     peers: Mutex<BTreeMap<NodeId, PeerAnswer>>,
-    /// Record bytes this node accepted for writing (as leader), all time.
-    accepted: std::sync::atomic::AtomicU64,
+    accounts: Mutex<Accounts>,
+}
+
+/// Record bytes counted against every disk from their acceptance until they are in a log entry
+/// ([`AcceptedBytes::into_entry`]) or refused (dropped unused).
+#[derive(Debug)]
+#[must_use = "dropping it un-counts the bytes"]
+pub struct AcceptedBytes<'a> {
+    space: &'a SpaceAlarm,
+    bytes: u64,
+}
+
+impl AcceptedBytes<'_> {
+    /// The bytes are on their way into a log entry: [`SpaceAlarm::note_entry`] or
+    /// [`SpaceAlarm::note_dropped`] settles them.
+    pub fn proposed(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AcceptedBytes<'_> {
+    fn drop(&mut self) {
+        self.space.note_dropped(self.bytes);
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -129,24 +167,55 @@ impl SpaceAlarm {
         self.own().clone()
     }
 
-    /// Counts record bytes accepted for writing (see the module comment).
-    pub fn note_accepted(&self, bytes: u64) {
-        self.accepted
-            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    fn accounts(&self) -> MutexGuard<'_, Accounts> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn accepted(&self) -> u64 {
-        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    /// Counts record bytes accepted for writing against every disk (see the module comment),
+    /// until the returned guard is dropped (refused) or they are proposed.
+    pub fn accept(&self, bytes: u64) -> AcceptedBytes<'_> {
+        self.accounts().pending += bytes;
+        AcceptedBytes { space: self, bytes }
     }
 
-    /// Free space measured `accepted_at`, less what was accepted since.
-    fn estimate(&self, free: u64, accepted_at: u64) -> u64 {
-        let since = self.accepted().saturating_sub(accepted_at);
-        free.saturating_sub(since.saturating_mul(BYTES_PER_RECORD_BYTE))
+    /// Proposed bytes are in the log entry at `index`.
+    pub fn note_entry(&self, index: u64, bytes: u64) {
+        let mut a = self.accounts();
+        a.pending = a.pending.saturating_sub(bytes);
+        *a.entries.entry(index).or_default() += bytes;
+        while a.entries.len() > ENTRIES_REMEMBERED {
+            a.entries.pop_first();
+        }
     }
 
-    /// Records a measurement of this node's disk; logs when the alarm changes.
-    pub fn update(&self, name: &str, free: u64, reserve: u64) {
+    /// Accepted or proposed bytes that will not be in the log.
+    pub fn note_dropped(&self, bytes: u64) {
+        let mut a = self.accounts();
+        a.pending = a.pending.saturating_sub(bytes);
+    }
+
+    /// Record bytes a node that had applied up to `applied` has not written yet.
+    fn unwritten(&self, applied: u64) -> u64 {
+        let a = self.accounts();
+        a.entries
+            .range(applied.saturating_add(1)..)
+            .map(|(_, b)| *b)
+            .sum::<u64>()
+            .saturating_add(a.pending)
+    }
+
+    /// Free space measured when the node had applied up to `applied`, less what it has not
+    /// written yet.
+    fn estimate(&self, free: u64, applied: u64) -> u64 {
+        free.saturating_sub(
+            self.unwritten(applied)
+                .saturating_mul(BYTES_PER_RECORD_BYTE),
+        )
+    }
+
+    /// Records a measurement of this node's disk, taken when it had applied up to `applied`;
+    /// logs when the alarm changes.
+    pub fn update(&self, name: &str, free: u64, reserve: u64, applied: u64) {
         let mut own = self.own();
         let raised = match &own.alarm {
             None => free < reserve,
@@ -174,7 +243,7 @@ impl SpaceAlarm {
             free,
             reserve,
             alarm,
-            accepted_at: self.accepted(),
+            applied,
             name: name.to_string(),
         };
     }
@@ -188,7 +257,7 @@ impl SpaceAlarm {
                 free: answer.disk_free_bytes,
                 reserve: answer.disk_reserve_bytes,
                 alarm: (!answer.disk_alarm.is_empty()).then(|| answer.disk_alarm.clone()),
-                accepted_at: self.accepted(),
+                applied: answer.applied_index,
             },
         );
     }
@@ -198,37 +267,27 @@ impl SpaceAlarm {
     pub fn write_refusal(&self, voters: &[NodeId]) -> Option<String> {
         let own = self.own().clone();
         let mut reasons: Vec<String> = own.alarm.iter().cloned().collect();
-        let estimated = |name: &str, free: u64, reserve: u64, accepted_at: u64| {
-            let left = self.estimate(free, accepted_at);
+        let estimated = |name: &str, free: u64, reserve: u64, applied: u64| {
+            let left = self.estimate(free, applied);
             (reserve > 0 && left < reserve).then(|| {
                 format!(
-                    "{name}'s disk would have about {} free with the writes accepted since it \
-                     was measured, below the reserve of {}",
+                    "{name}'s disk would have about {} free once it has written the records \
+                     accepted so far, below the reserve of {}",
                     mib(left),
                     mib(reserve)
                 )
             })
         };
         if own.alarm.is_none() {
-            reasons.extend(estimated(
-                "this node",
-                own.free,
-                own.reserve,
-                own.accepted_at,
-            ));
+            reasons.extend(estimated("this node", own.free, own.reserve, own.applied));
         }
         for (id, answer) in self.peers().iter() {
             if voters.contains(id) && answer.at.elapsed() <= PEER_ANSWER_TTL {
                 match &answer.alarm {
                     Some(a) => reasons.push(format!("{a} (node {id}, {})", answer.name)),
                     None => reasons.extend(
-                        estimated(
-                            &answer.name,
-                            answer.free,
-                            answer.reserve,
-                            answer.accepted_at,
-                        )
-                        .map(|r| format!("{r} (node {id})")),
+                        estimated(&answer.name, answer.free, answer.reserve, answer.applied)
+                            .map(|r| format!("{r} (node {id})")),
                     ),
                 }
             }
@@ -244,6 +303,7 @@ pub fn health(shared: &NodeShared) -> pb::HealthResponse {
         disk_free_bytes: m.free,
         disk_reserve_bytes: m.reserve,
         disk_alarm: m.alarm.unwrap_or_default(),
+        applied_index: m.applied,
     }
 }
 
@@ -251,10 +311,19 @@ pub fn health(shared: &NodeShared) -> pb::HealthResponse {
 pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis(shared.config.storage.disk_check_ms.max(10));
     loop {
+        // Read before measuring: what is applied meanwhile is counted as unwritten.
+        let applied = shared
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
         match shared.disk.measure() {
             Ok((free, total)) => {
                 let reserve = reserve_for(shared.config.storage.disk_reserve_bytes, total);
-                shared.space.update(&shared.config.node.name, free, reserve);
+                shared
+                    .space
+                    .update(&shared.config.node.name, free, reserve, applied);
             }
             Err(e) => tracing::warn!(error = %e, "cannot measure the data directory's free space"),
         }
@@ -278,7 +347,7 @@ async fn ask_peers(shared: &NodeShared) {
             let (id, name, addr) = (*id, info.name.clone(), info.raft_addr.clone());
             let connector = shared.connector.clone();
             async move {
-                let mut client = connector.client(&addr).ok()?;
+                let mut client = connector.client(&addr, id).ok()?;
                 let answer =
                     tokio::time::timeout(PEER_TIMEOUT, client.health(pb::HealthRequest {}))
                         .await
@@ -300,26 +369,26 @@ mod tests {
     #[test]
     fn the_alarm_rises_below_the_reserve_and_clears_with_room_to_spare() {
         let a = SpaceAlarm::default();
-        a.update("n1", 10 << 20, 4 << 20);
+        a.update("n1", 10 << 20, 4 << 20, 0);
         assert_eq!(a.write_refusal(&[]), None);
-        a.update("n1", 3 << 20, 4 << 20);
+        a.update("n1", 3 << 20, 4 << 20, 0);
         let why = a.write_refusal(&[]).expect("refused");
         assert!(
             why.contains("n1's disk has 3.0 MiB free, below the reserve of 4.0 MiB"),
             "{why}"
         );
         // Just above the reserve is not enough to clear it.
-        a.update("n1", (4 << 20) + 1, 4 << 20);
+        a.update("n1", (4 << 20) + 1, 4 << 20, 0);
         assert!(a.write_refusal(&[]).is_some());
-        a.update("n1", 5 << 20, 4 << 20);
+        a.update("n1", 5 << 20, 4 << 20, 0);
         assert_eq!(a.write_refusal(&[]), None);
     }
 
     #[tokio::test]
     async fn a_voters_alarm_refuses_writes_but_not_a_learners() {
         let a = SpaceAlarm::default();
-        a.update("n1", 100 << 20, 4 << 20);
-        a.record_peer(2, "n2".into(), &answer(3 << 20, "n2's disk is short"));
+        a.update("n1", 100 << 20, 4 << 20, 0);
+        a.record_peer(2, "n2".into(), &answer(3 << 20, "n2's disk is short", 0));
         assert!(a
             .write_refusal(&[1, 2, 3])
             .is_some_and(|w| w.contains("node 2")));
@@ -327,28 +396,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_accepted_since_a_measurement_count_against_it() {
+    async fn records_a_node_has_not_written_yet_count_against_its_measurement() {
         let a = SpaceAlarm::default();
-        a.update("n1", 100 << 20, 4 << 20);
-        a.record_peer(2, "n2".into(), &answer(10 << 20, ""));
+        a.update("n1", 100 << 20, 4 << 20, 0);
+        a.record_peer(2, "n2".into(), &answer(10 << 20, "", 0));
         assert_eq!(a.write_refusal(&[1, 2]), None);
-        // 3 MiB of records cost about 9 MiB on n2: it would be below its reserve.
-        a.note_accepted(3 << 20);
+        // 1.5 MiB of records accepted cost about 7.5 MiB on n2: it would be below its reserve.
+        let accepted = a.accept(3 << 19);
         let why = a.write_refusal(&[1, 2]).expect("refused ahead of time");
         assert!(
-            why.contains("n2's disk would have about 1.0 MiB free"),
+            why.contains("n2's disk would have about 2.5 MiB free"),
             "{why}"
         );
-        // A new answer starts the count again.
-        a.record_peer(2, "n2".into(), &answer(10 << 20, ""));
+        // Proposed into entry 7: still unwritten by a node that had applied up to 6 ...
+        accepted.proposed();
+        a.note_entry(7, 3 << 19);
+        a.record_peer(2, "n2".into(), &answer(10 << 20, "", 6));
+        assert!(a.write_refusal(&[1, 2]).is_some(), "n2 lags behind");
+        // ... but written by one that applied it.
+        a.record_peer(2, "n2".into(), &answer(10 << 20, "", 7));
         assert_eq!(a.write_refusal(&[1, 2]), None);
     }
 
-    fn answer(free: u64, alarm: &str) -> pb::HealthResponse {
+    #[test]
+    fn refused_and_dropped_bytes_stop_counting() {
+        let a = SpaceAlarm::default();
+        a.update("n1", 10 << 20, 4 << 20, 0);
+        drop(a.accept(3 << 20));
+        assert_eq!(a.write_refusal(&[1]), None, "refused before proposing");
+        a.accept(3 << 20).proposed();
+        assert!(a.write_refusal(&[1]).is_some());
+        a.note_dropped(3 << 20);
+        assert_eq!(a.write_refusal(&[1]), None, "the proposal failed");
+    }
+
+    fn answer(free: u64, alarm: &str, applied: u64) -> pb::HealthResponse {
         pb::HealthResponse {
             disk_free_bytes: free,
             disk_reserve_bytes: 4 << 20,
             disk_alarm: alarm.into(),
+            applied_index: applied,
         }
     }
 

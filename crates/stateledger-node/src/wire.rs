@@ -139,6 +139,16 @@ pub async fn connect_from(
     local: Option<std::net::IpAddr>,
     uri: tonic::transport::Uri,
 ) -> io::Result<hyper_util::rt::TokioIo<Coalescing<tokio::net::TcpStream>>> {
+    Ok(hyper_util::rt::TokioIo::new(
+        connect_tcp_from(local, &uri).await?,
+    ))
+}
+
+/// The TCP connection of [`connect_from`], for a caller that puts TLS on it itself.
+pub async fn connect_tcp_from(
+    local: Option<std::net::IpAddr>,
+    uri: &tonic::transport::Uri,
+) -> io::Result<Coalescing<tokio::net::TcpStream>> {
     let host = uri
         .host()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no host in {uri}")))?;
@@ -173,7 +183,7 @@ pub async fn connect_from(
         }
     };
     tcp.set_nodelay(true)?;
-    Ok(hyper_util::rt::TokioIo::new(Coalescing::new(tcp)))
+    Ok(Coalescing::new(tcp))
 }
 
 impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for Coalescing<T> {

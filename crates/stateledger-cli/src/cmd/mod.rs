@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_etcd;
 pub mod bench_reconstruct;
+pub mod certs;
 pub mod cluster;
 pub mod collect;
 pub mod demo;

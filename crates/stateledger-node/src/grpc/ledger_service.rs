@@ -126,12 +126,12 @@ fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u6
     if covering_time == 0 {
         return; // Publication follows new leaves on its own.
     }
-    let Some((_, leader)) = shared.leader() else {
+    let Some((leader_id, leader)) = shared.leader() else {
         return;
     };
     let shared = shared.clone();
     tokio::spawn(async move {
-        let Ok(mut client) = shared.connector.client(&leader.raft_addr) else {
+        let Ok(mut client) = shared.connector.client(&leader.raft_addr, leader_id) else {
             return;
         };
         let request = pb::GetCheckpointRequest {
@@ -233,9 +233,10 @@ impl pb::ledger_server::Ledger for LedgerService {
             );
             return Err(status);
         }
-        self.shared
+        let accepted = self
+            .shared
             .space
-            .note_accepted(records.iter().map(|r| r.record.len() as u64).sum());
+            .accept(records.iter().map(|r| r.record.len() as u64).sum());
         let mut group = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             if r.record.len() > RECORD_BYTES_MAX {
@@ -305,6 +306,8 @@ impl pb::ledger_server::Ledger for LedgerService {
                     limits.queue_requests_max
                 ))
             })?;
+        // The batcher settles the bytes once they are in a log entry (or not).
+        accepted.proposed();
         let outcome = rx
             .await
             .map_err(|_| Status::unavailable("the node is shutting down; retry"))?;

@@ -189,7 +189,7 @@ async fn pre_vote(shared: &NodeShared, v: &View, own_last: Option<LogId>) -> boo
             let connector = shared.connector.clone();
             let id = *id;
             Some(async move {
-                let mut client = connector.client(&addr).ok()?;
+                let mut client = connector.client(&addr, id).ok()?;
                 let reply = tokio::time::timeout(wait, client.pre_vote(pb::RaftPayload { data }))
                     .await
                     .ok()?

@@ -48,25 +48,34 @@ impl ClusterConnector {
         ClusterConnector { tls, local_ip }
     }
 
-    /// A lazily connecting channel to `addr` ("host:port").
-    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+    /// A lazily connecting channel to node `node`'s cluster port at `addr` ("host:port"). The
+    /// server must prove it is that node (`crate::tls`).
+    pub fn channel(&self, addr: &str, node: NodeId) -> Result<Channel, String> {
         #[cfg(not(madsim))]
         {
             let host = crate::tls::host_of(addr);
-            let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+            let server_name = rustls_pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| format!("bad host in {addr:?}: {e}"))?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.cluster_client(node)?);
+            // TLS is ours (in the connector): the channel itself speaks HTTP/2 over it.
+            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| format!("bad address {addr:?}: {e}"))?
-                .tls_config(self.tls.cluster_client(&host))
-                .map_err(|e| format!("TLS config for {addr}: {e}"))?
                 .connect_timeout(CONNECT_TIMEOUT);
             let local = self.local_ip;
             Ok(
                 endpoint.connect_with_connector_lazy(tower::service_fn(move |uri| {
-                    crate::wire::connect_from(local, uri)
+                    let (tls, server_name) = (tls.clone(), server_name.clone());
+                    async move {
+                        let tcp = crate::wire::connect_tcp_from(local, &uri).await?;
+                        let stream = tls.connect(server_name, tcp).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
                 })),
             )
         }
         #[cfg(madsim)]
         {
+            let _ = node;
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| format!("bad address {addr:?}: {e}"))?
                 .connect_timeout(CONNECT_TIMEOUT);
@@ -74,8 +83,9 @@ impl ClusterConnector {
         }
     }
 
-    pub fn client(&self, addr: &str) -> Result<ClusterClient<Channel>, String> {
-        Ok(ClusterClient::new(self.channel(addr)?)
+    /// A client of node `node`'s cluster port at `addr` (see [`ClusterConnector::channel`]).
+    pub fn client(&self, addr: &str, node: NodeId) -> Result<ClusterClient<Channel>, String> {
+        Ok(ClusterClient::new(self.channel(addr, node)?)
             .max_decoding_message_size(CLUSTER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX))
     }
@@ -169,7 +179,7 @@ impl NodeNetwork {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let c = self.connector.client(&self.node.raft_addr)?;
+        let c = self.connector.client(&self.node.raft_addr, self.target)?;
         self.client = Some(c.clone());
         Ok(c)
     }

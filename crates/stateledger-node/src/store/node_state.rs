@@ -103,12 +103,19 @@ pub fn write(kv: &dyn Kv, state: &NodeState) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long an update waits for the ledger's copy to be synced before it goes on without it.
+pub const SPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The node's record, shared by whatever changes it (the log store's vote, repair), written to
 /// both storages on every change.
 pub struct NodeStateHandle {
     log: Arc<dyn Kv>,
     ledger: Arc<dyn Kv>,
     state: tokio::sync::Mutex<NodeState>,
+    /// Serialises writes of the ledger's copy; holds the sequence last written there.
+    spare: Arc<tokio::sync::Mutex<u64>>,
+    /// A write of the ledger's copy outlasted [`SPARE_WAIT`] and has not finished yet.
+    spare_stuck: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for NodeStateHandle {
@@ -122,7 +129,9 @@ impl NodeStateHandle {
         NodeStateHandle {
             log,
             ledger,
+            spare: Arc::new(tokio::sync::Mutex::new(state.sequence)),
             state: tokio::sync::Mutex::new(state),
+            spare_stuck: Default::default(),
         }
     }
 
@@ -131,8 +140,13 @@ impl NodeStateHandle {
         self.state.lock().await.clone()
     }
 
-    /// Changes the record and writes it to both storages, synced, before returning.
+    /// Changes the record and writes it to both storages, synced, before returning — except
+    /// that the ledger's copy (the spare) is waited for at most [`SPARE_WAIT`]: on a full or
+    /// failing disk sled's flush can fail or never return, and that must not stop Raft from
+    /// voting. The spare is then older until a later write of it completes (writes of the spare
+    /// go on in order in the background; a newer one replaces an older one not yet written).
     pub async fn update(&self, change: impl FnOnce(&mut NodeState)) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
         let mut state = self.state.lock().await;
         let mut next = state.clone();
         change(&mut next);
@@ -140,15 +154,47 @@ impl NodeStateHandle {
         write(&*self.log, &next)?;
         self.log.sync().await?;
         if !Arc::ptr_eq(&self.log, &self.ledger) {
-            // The log's copy is durable; the ledger's is the spare. On a full disk it may fail
-            // (sled needs room to flush): then the spare is older until the next update, which
-            // must not stop Raft from voting.
-            let spare = match write(&*self.ledger, &next) {
-                Ok(()) => self.ledger.sync().await.map_err(StoreError::from),
-                Err(e) => Err(e),
+            let (spare, ledger, copy) = (self.spare.clone(), self.ledger.clone(), next.clone());
+            let stuck = self.spare_stuck.clone();
+            let task = tokio::spawn(async move {
+                let mut written = spare.lock().await;
+                let result = if *written >= copy.sequence {
+                    Ok(())
+                } else {
+                    match write(&*ledger, &copy) {
+                        Ok(()) => ledger.sync().await.map_err(StoreError::from),
+                        Err(e) => Err(e),
+                    }
+                };
+                if result.is_ok() {
+                    *written = copy.sequence;
+                }
+                stuck.store(false, Ordering::Relaxed);
+                result
+            });
+            // While an earlier write is stuck, this one queues behind it: do not wait at all.
+            let wait = if self.spare_stuck.load(Ordering::Relaxed) {
+                std::time::Duration::ZERO
+            } else {
+                SPARE_WAIT
             };
-            if let Err(e) = spare {
-                tracing::error!(error = %e, "cannot update the ledger's copy of the node record");
+            match tokio::time::timeout(wait, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::error!(error = %e, "cannot update the ledger's copy of the node record")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "the ledger's copy of the node record: task failed")
+                }
+                Err(_) => {
+                    if !self.spare_stuck.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            waited_ms = SPARE_WAIT.as_millis() as u64,
+                            "the ledger's copy of the node record is not synced yet (a full or \
+                             failing disk?); Raft goes on with the Raft log's copy"
+                        );
+                    }
+                }
             }
         }
         *state = next;
@@ -181,5 +227,31 @@ mod tests {
         assert_eq!(read(&*ledger).state(), Some(&expected));
         assert!(ledger.corrupt(Tree::Node, KEY, 20));
         assert!(matches!(read(&*ledger), Copy::Unreadable(_)));
+    }
+
+    #[tokio::test]
+    async fn a_ledger_copy_that_never_syncs_does_not_hold_up_votes() {
+        let log = Arc::new(MemKv::new());
+        let ledger = Arc::new(MemKv::new());
+        // sled's flush on a full disk can fail to return at all.
+        ledger.set_sync_delay(std::time::Duration::from_secs(24 * 3600));
+        let handle = NodeStateHandle::new(log.clone(), ledger.clone(), NodeState::new(2, "o"));
+        tokio::time::timeout(
+            SPARE_WAIT * 3,
+            handle.update(|s| s.vote = Some(Vote::new(3, 1))),
+        )
+        .await
+        .expect("the vote is saved after waiting for the spare at most SPARE_WAIT")
+        .expect("update");
+        tokio::time::timeout(
+            SPARE_WAIT / 2,
+            handle.update(|s| s.vote = Some(Vote::new(4, 1))),
+        )
+        .await
+        .expect("no second wait behind the stuck write")
+        .expect("update");
+        log.crash();
+        let durable = read(&*log);
+        assert_eq!(durable.state().and_then(|s| s.vote), Some(Vote::new(4, 1)));
     }
 }

@@ -1,6 +1,6 @@
-//! A development certificate authority: generates the cluster CA and node / admin / client
-//! certificates for `stateledger dev` and the tests. Production deployments bring their own PKI,
-//! issuing the same identity URIs (`super::identity`, docs/SECURITY.md).
+//! The cluster certificate authority: generates the cluster CA and node / admin / client
+//! certificates for `stateledger dev`, `stateledger certs` and the tests. Deployments may bring
+//! their own PKI instead, issuing the same identity URIs (`super::identity`, docs/SECURITY.md).
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -35,12 +35,46 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     Ok(params)
 }
 
+/// Sets a certificate's validity: from an hour ago (clocks differ) for `valid_for`; `None` keeps
+/// rcgen's default (1975 to 4096, for development clusters).
+fn set_validity(params: &mut CertificateParams, valid_for: Option<std::time::Duration>) {
+    let Some(valid_for) = valid_for else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + now.saturating_sub(std::time::Duration::from_secs(3600));
+    params.not_after = epoch + now + valid_for;
+}
+
 impl DevCa {
     /// A new CA with a fresh key.
     pub fn generate() -> Result<DevCa, rcgen::Error> {
+        DevCa::generate_valid(None)
+    }
+
+    /// A new CA with a fresh key, valid for `valid_for` from now (`None`: rcgen's default).
+    pub fn generate_valid(valid_for: Option<std::time::Duration>) -> Result<DevCa, rcgen::Error> {
         let key = KeyPair::generate()?;
-        let cert = ca_params()?.self_signed(&key)?;
+        let mut params = ca_params()?;
+        set_validity(&mut params, valid_for);
+        let cert = params.self_signed(&key)?;
         Ok(DevCa { cert, key })
+    }
+
+    /// Whether `ca_pem` is a certificate of this CA's key (so that what it issues chains to it).
+    pub fn is_key_of(&self, ca_pem: &str) -> Result<bool, String> {
+        use rustls_pki_types::pem::PemObject as _;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        let anchor = webpki::anchor_from_trusted_cert(&der)
+            .map_err(|e| format!("not a usable CA certificate: {e:?}"))?;
+        // The anchor holds the SubjectPublicKeyInfo's contents, without its outer SEQUENCE.
+        let spki: &[u8] = anchor.subject_public_key_info.as_ref();
+        let ours = self.key.public_key_der();
+        Ok(ours.len() > spki.len() && ours.len() <= spki.len() + 4 && ours.ends_with(spki))
     }
 
     /// The CA again from its key (same subject and key, so certificates it issues chain to the
@@ -69,6 +103,17 @@ impl DevCa {
         name: &str,
         hosts: &[String],
     ) -> Result<(String, String), rcgen::Error> {
+        self.issue_valid(identity, name, hosts, None)
+    }
+
+    /// [`DevCa::issue`], valid for `valid_for` from now (`None`: rcgen's default).
+    pub fn issue_valid(
+        &self,
+        identity: &PeerIdentity,
+        name: &str,
+        hosts: &[String],
+        valid_for: Option<std::time::Duration>,
+    ) -> Result<(String, String), rcgen::Error> {
         let node = matches!(identity, PeerIdentity::Node(_));
         let mut sans: Vec<String> = Vec::new();
         if node {
@@ -96,6 +141,7 @@ impl DevCa {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
+        set_validity(&mut params, valid_for);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         Ok((cert.pem(), key.serialize_pem()))
@@ -109,6 +155,16 @@ mod tests {
     fn der_of(pem: &str) -> rustls_pki_types::CertificateDer<'static> {
         use rustls_pki_types::pem::PemObject as _;
         rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM")
+    }
+
+    #[test]
+    fn a_ca_recognises_its_own_certificate_and_no_other() {
+        let ca = DevCa::generate_valid(Some(std::time::Duration::from_secs(86_400))).expect("CA");
+        let again = DevCa::from_key_pem(&ca.key_pem()).expect("CA from key");
+        assert_eq!(again.is_key_of(&ca.cert_pem()), Ok(true));
+        let other = DevCa::generate().expect("CA");
+        assert_eq!(other.is_key_of(&ca.cert_pem()), Ok(false));
+        assert!(ca.is_key_of("not a certificate").is_err());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! TLS: every connection is TLS (rustls with the ring provider, through tonic). The cluster port
 //! requires a client certificate signed by the cluster CA (mutual TLS); the public port
-//! authenticates the server only. Under madsim TLS is not simulated: this module then only
+//! authenticates the server only. A node dialing another node's cluster port also checks that
+//! the server's certificate names the node it dialed (`stateledger:node:<id>`,
+//! [`identity`]): a certificate of another node, valid for the same host, cannot answer in its
+//! place (and so cannot vote twice). Under madsim TLS is not simulated: this module then only
 //! carries the material, and the simulated network runs without it.
 
 #[cfg(not(madsim))]
@@ -41,9 +44,18 @@ impl TlsMaterial {
 
 #[cfg(not(madsim))]
 mod real {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
     use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
+    use super::identity::PeerIdentity;
     use super::TlsMaterial;
+    use crate::raft::NodeId;
 
     impl TlsMaterial {
         fn identity(&self) -> Identity {
@@ -63,12 +75,103 @@ mod real {
                 .client_auth_optional(false)
         }
 
-        /// Connecting to another node's cluster port, presenting our certificate.
-        pub fn cluster_client(&self, host: &str) -> ClientTlsConfig {
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&self.ca_pem))
-                .identity(self.identity())
-                .domain_name(host)
+        /// Connecting to node `expected`'s cluster port, presenting our certificate: the
+        /// server's certificate must chain to the cluster CA, be valid for the host dialed, and
+        /// name node `expected`.
+        pub fn cluster_client(
+            &self,
+            expected: NodeId,
+        ) -> Result<Arc<rustls::ClientConfig>, String> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                let ca = ca.map_err(|e| format!("the cluster CA certificate: {e}"))?;
+                roots
+                    .add(ca)
+                    .map_err(|e| format!("the cluster CA certificate: {e}"))?;
+            }
+            let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("this node's certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+                .map_err(|e| format!("this node's private key: {e}"))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("the cluster CA certificate: {e}"))?;
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS versions: {e}"))?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NodeServerVerifier { webpki, expected }))
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("this node's certificate and key: {e}"))?;
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Ok(Arc::new(config))
+        }
+    }
+
+    /// The usual checks (chain to the cluster CA, validity, host name), then the node identity.
+    #[derive(Debug)]
+    struct NodeServerVerifier {
+        webpki: Arc<WebPkiServerVerifier>,
+        expected: NodeId,
+    }
+
+    impl ServerCertVerifier for NodeServerVerifier {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )?;
+            match PeerIdentity::from_cert_der(end_entity) {
+                Ok(PeerIdentity::Node(id)) if id == self.expected => {
+                    Ok(ServerCertVerified::assertion())
+                }
+                Ok(other) => Err(rustls::Error::General(format!(
+                    "the server's certificate names {}, not node {}: another party answers at \
+                     node {}'s address",
+                    other.uri(),
+                    self.expected,
+                    self.expected
+                ))),
+                Err(e) => Err(rustls::Error::General(format!(
+                    "the server's certificate does not name node {}: {e}",
+                    self.expected
+                ))),
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.webpki.supported_verify_schemes()
         }
     }
 
@@ -92,4 +195,86 @@ pub fn host_of(addr: &str) -> String {
     host.trim_start_matches('[')
         .trim_end_matches(']')
         .to_string()
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    use super::dev_ca::DevCa;
+    use super::identity::PeerIdentity;
+    use super::TlsMaterial;
+
+    fn material(ca: &DevCa, identity: PeerIdentity, name: &str) -> TlsMaterial {
+        let (cert_pem, key_pem) = ca
+            .issue(&identity, name, &["localhost".to_string()])
+            .expect("issued");
+        TlsMaterial {
+            ca_pem: ca.cert_pem(),
+            cert_pem,
+            key_pem,
+        }
+    }
+
+    /// A TLS handshake between `dialer` (expecting node `expected`) and a server presenting
+    /// `server`'s certificate: the dialer's verdict.
+    async fn dial(dialer: &TlsMaterial, expected: u64, server: &TlsMaterial) -> Result<(), String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("chain");
+        let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("key");
+        let server_config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let served = tokio::spawn(async move { acceptor.accept(b).await.map(drop) });
+        let connector =
+            tokio_rustls::TlsConnector::from(dialer.cluster_client(expected).expect("config"));
+        let name = ServerName::try_from("localhost").expect("name");
+        let verdict = connector
+            .connect(name, a)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string());
+        let _ = served.await;
+        verdict
+    }
+
+    #[tokio::test]
+    async fn a_node_dialing_another_accepts_only_that_nodes_certificate() {
+        let ca = DevCa::generate().expect("CA");
+        let node1 = material(&ca, PeerIdentity::Node(1), "node-1");
+        let node2 = material(&ca, PeerIdentity::Node(2), "node-2");
+        let admin = material(&ca, PeerIdentity::Admin("ops".into()), "ops");
+        dial(&node1, 2, &node2).await.expect("node 2 is node 2");
+        let wrong = dial(&node1, 3, &node2)
+            .await
+            .expect_err("node 2 cannot answer for node 3");
+        assert!(
+            wrong.contains("names stateledger:node:2, not node 3"),
+            "{wrong}"
+        );
+        // An admin certificate is not a server certificate at all.
+        let admin_as_server = dial(&node1, 2, &admin).await.expect_err("refused");
+        assert!(
+            admin_as_server.contains("invalid peer certificate"),
+            "{admin_as_server}"
+        );
+        // Nor is a node certificate from another CA.
+        let stranger = material(
+            &DevCa::generate().expect("CA"),
+            PeerIdentity::Node(2),
+            "node-2",
+        );
+        let foreign = dial(&node1, 2, &stranger).await.expect_err("refused");
+        assert!(foreign.contains("invalid peer certificate"), "{foreign}");
+    }
 }
