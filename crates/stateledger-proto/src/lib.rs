@@ -35,7 +35,14 @@ pub mod metadata {
 /// `package stateledger.v1`. Record messages (record.proto) also have a JSON form through serde:
 /// field names as in the proto, bytes as base64, a body as `{"code": {...}}`, missing fields
 /// default, unknown fields rejected.
-#[allow(clippy::all, missing_debug_implementations, missing_docs)]
+// Generated code. `clippy::all` leaves out restriction lints such as `unwrap_used`, which
+// madsim-tonic's generated services (the simulation build) use.
+#[allow(
+    clippy::all,
+    clippy::unwrap_used,
+    missing_debug_implementations,
+    missing_docs
+)]
 pub mod v1 {
     #[cfg(all(feature = "grpc", madsim))]
     include!(concat!(env!("OUT_DIR"), "/sim/stateledger.v1.rs"));
@@ -44,7 +51,12 @@ pub mod v1 {
 }
 
 /// The subset of etcd's v3 KV API used by `stateledger bench --etcd`.
-#[allow(clippy::all, missing_debug_implementations, missing_docs)]
+#[allow(
+    clippy::all,
+    clippy::unwrap_used,
+    missing_debug_implementations,
+    missing_docs
+)]
 pub mod etcdserverpb {
     #[cfg(all(feature = "grpc", madsim))]
     include!(concat!(env!("OUT_DIR"), "/sim/etcdserverpb.rs"));

@@ -81,7 +81,7 @@ impl AsyncRuntime for MadsimRuntime {
     }
 
     fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
-        madsim::time::sleep_until(deadline.into_std().into())
+        madsim::time::sleep_until(deadline.into_std())
     }
 
     fn timeout<R, F: Future<Output = R> + OptionalSend>(
@@ -100,7 +100,7 @@ impl AsyncRuntime for MadsimRuntime {
     ) -> Self::Timeout<R, F> {
         Timeout {
             future: Box::pin(future),
-            sleep: Box::pin(madsim::time::sleep_until(deadline.into_std().into())),
+            sleep: Box::pin(madsim::time::sleep_until(deadline.into_std())),
         }
     }
 
