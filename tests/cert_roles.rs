@@ -356,3 +356,47 @@ async fn another_nodes_certificate_cannot_answer_at_a_nodes_address() {
         .wait_leader(&[leader, other], Duration::from_secs(30))
         .await;
 }
+
+/// With `--log-format json` (here through STATELEDGER_LOG_FORMAT) a node logs one JSON object per
+/// line, and an admin's membership change names the certificate identity that asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_are_logged_as_json_with_the_admin_who_asked() {
+    let mut cluster = TestCluster::new(3);
+    let node4 = cluster.add_node(4);
+    for id in 1..=4 {
+        cluster
+            .node(id)
+            .env
+            .push(("STATELEDGER_LOG_FORMAT".into(), "json".into()));
+    }
+    cluster.start_all();
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    cluster
+        .admin(Duration::from_secs(60))
+        .add_learner(pb::AddLearnerRequest {
+            node_id: 4,
+            name: node4.name.clone(),
+            raft_addr: node4.member.cluster_addr.clone(),
+            public_addr: node4.member.public_addr.clone(),
+            checkpoint_key: node4.member.checkpoint_key.clone(),
+        })
+        .await
+        .expect("node 4 is added as a learner");
+    let log = cluster.node(leader).log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let added = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "admin: node added as a learner")
+        .unwrap_or_else(|| panic!("no audit line in the leader's log:\n{log}"));
+    assert_eq!(added["fields"]["by"], "stateledger:admin:admin", "{added}");
+    assert_eq!(added["fields"]["node_id"], 4, "{added}");
+}

@@ -114,3 +114,32 @@ async fn a_cluster_runs_on_certificates_from_stateledger_certs() {
     bad.expect_code(2);
     assert!(bad.stderr.contains("--name"), "{bad}");
 }
+
+/// A node given another node's certificate refuses to start (exit status 2, naming both
+/// identities) before it creates its data directory.
+#[test]
+fn a_node_with_another_nodes_certificate_does_not_start() {
+    let mut cluster = TestCluster::new(3);
+    let dir = cluster.dir();
+    for ext in ["pem", "key.pem"] {
+        std::fs::copy(
+            dir.join(format!("node-2.{ext}")),
+            dir.join(format!("node-1.{ext}")),
+        )
+        .expect("swapped");
+    }
+    let data = cluster.data_dir(1);
+    assert!(!data.exists(), "a fresh node has no data directory yet");
+    cluster.start(1);
+    let status = cluster
+        .node(1)
+        .wait_exit(Duration::from_secs(30))
+        .expect("node 1 exits");
+    assert_eq!(status.code(), Some(2), "{}", cluster.node(1).log_tail(20));
+    let log = cluster.node(1).log_tail(20);
+    assert!(
+        log.contains("names stateledger:node:2, not this node (stateledger:node:1)"),
+        "{log}"
+    );
+    assert!(!data.exists(), "nothing written to {}", data.display());
+}

@@ -11,6 +11,8 @@ pub struct NodeProcess {
     pub name: String,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// Environment variables set for every start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -21,6 +23,7 @@ impl NodeProcess {
             name: name.to_string(),
             config: config.to_path_buf(),
             log: log.to_path_buf(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -37,6 +40,7 @@ impl NodeProcess {
             .args(["node", "run", "--config"])
             .arg(&self.config)
             .env("RUST_BACKTRACE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log handle clones")))
             .stderr(Stdio::from(log))

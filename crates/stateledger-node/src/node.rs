@@ -786,6 +786,9 @@ impl NodeParts {
         // config never leaves a half-made data directory behind.
         config.check().map_err(StartError::Config)?;
         let tls = TlsMaterial::load(&config.tls).map_err(StartError::Config)?;
+        tls.check_node(config.node.id).map_err(|e| {
+            StartError::Config(format!("TLS files ({}): {e}", config.tls.cert.display()))
+        })?;
         let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
             StartError::Config(format!(
                 "cannot read checkpoint key {}: {e}",

@@ -10,6 +10,11 @@ pub const HELP: &str = "\
 Examples:
   stateledger node run --config cluster-configs/single-node.toml
   RUST_LOG=debug stateledger node run --config node-1.toml 2> node-1.log
+  stateledger node run --config node-1.toml --log-format json    # one JSON object per line
+
+Logs go to standard error; RUST_LOG filters them (default info, with openraft, sled, h2 and
+tower at warn). Admin actions (membership changes) are logged with the certificate identity
+that asked (`by`).
 
 Exit status:
   0  stopped by SIGTERM or Ctrl-C after a clean shutdown
@@ -42,6 +47,15 @@ pub enum NodeCommand {
         /// data directory and the cluster's initial members; cluster-configs/ has examples.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Log format on standard error: text, or json (one object per line: timestamp, level,
+        /// fields, spans).
+        #[arg(
+            long,
+            value_enum,
+            default_value = "text",
+            env = "STATELEDGER_LOG_FORMAT"
+        )]
+        log_format: LogFormat,
     },
     /// Repair a stopped node whose storage is damaged: move its ledger and Raft log aside
     /// (kept in <data_dir>/quarantine-<time>/) and start it over empty, keeping its identity
@@ -66,19 +80,33 @@ pub const EXIT_CORRUPT: u8 = 3;
 /// one killed with SIGKILL).
 pub const DEV_PARENT_ENV: &str = "STATELEDGER_DEV_PARENT";
 
-/// Logs to standard error, in colour only when it is a terminal: a log file or a pipe gets
-/// plain text.
-pub fn init_tracing() {
+/// How a node writes its log.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (in colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+/// Logs to standard error in `format`; text in colour only when it is a terminal: a log file or
+/// a pipe gets plain text.
+pub fn init_tracing_as(format: LogFormat) {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
     });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
 }
 
 /// Under `stateledger dev`: stop (SIGTERM) when the dev process exits, and stop now if it
@@ -101,12 +129,12 @@ fn follow_dev_parent() {
 }
 
 pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
-    let config = match command {
-        NodeCommand::Run { config } => config,
+    let (config, log_format) = match command {
+        NodeCommand::Run { config, log_format } => (config, log_format),
         NodeCommand::Repair { config, reason } => return repair(&config, &reason),
     };
     follow_dev_parent();
-    init_tracing();
+    init_tracing_as(log_format);
     let config = NodeConfig::load(&config)?;
     let name = config.node.name.clone();
     let parts = match NodeParts::load(config) {

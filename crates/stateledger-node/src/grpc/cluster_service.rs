@@ -361,7 +361,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        authorize(&self.shared, &request, "AddLearner", Allowed::Admin).await?;
+        let by = authorize(&self.shared, &request, "AddLearner", Allowed::Admin).await?;
         let r = request.into_inner();
         stateledger_core::note::check_key_name(&r.name)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -375,6 +375,13 @@ impl pb::cluster_server::Cluster for ClusterService {
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
         }
+        tracing::info!(
+            by = %by,
+            node_id = r.node_id,
+            name = %r.name,
+            raft_addr = %r.raft_addr,
+            "admin: adding a node as a learner"
+        );
         let info = NodeInfo {
             name: r.name,
             raft_addr: r.raft_addr,
@@ -390,6 +397,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 let forward = e.forward_to_leader().is_some();
                 admin_error(&self.shared, e, forward)
             })?;
+        tracing::info!(by = %by, node_id = r.node_id, log_index = resp.log_id.index, "admin: node added as a learner");
         Ok(Response::new(pb::AdminResponse {
             message: format!("node {} added as a learner and caught up", r.node_id),
             log_index: resp.log_id.index,
@@ -400,11 +408,12 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        authorize(&self.shared, &request, "Promote", Allowed::Admin).await?;
+        let by = authorize(&self.shared, &request, "Promote", Allowed::Admin).await?;
         let id = request.into_inner().node_id;
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
         }
+        tracing::info!(by = %by, node_id = id, "admin: promoting a learner to voter");
         let resp = self
             .shared
             .raft
@@ -414,6 +423,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 let forward = e.forward_to_leader().is_some();
                 admin_error(&self.shared, e, forward)
             })?;
+        tracing::info!(by = %by, node_id = id, log_index = resp.log_id.index, "admin: node is now a voter");
         Ok(Response::new(pb::AdminResponse {
             message: format!("node {id} is now a voter"),
             log_index: resp.log_id.index,
@@ -424,11 +434,12 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        authorize(&self.shared, &request, "Remove", Allowed::Admin).await?;
+        let by = authorize(&self.shared, &request, "Remove", Allowed::Admin).await?;
         let id = request.into_inner().node_id;
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
         }
+        tracing::info!(by = %by, node_id = id, "admin: removing a node");
         let membership = self
             .shared
             .raft
@@ -470,6 +481,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 index = r.log_id.index;
             }
         }
+        tracing::info!(by = %by, node_id = id, log_index = index, "admin: node removed from the cluster");
         Ok(Response::new(pb::AdminResponse {
             message: format!("node {id} removed from the cluster"),
             log_index: index,

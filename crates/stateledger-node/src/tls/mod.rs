@@ -111,6 +111,29 @@ mod real {
         }
     }
 
+    impl TlsMaterial {
+        /// Checks, before a node touches its data directory, that the TLS files can be used and
+        /// the certificate is node `id`'s: the CA, the chain and the key parse and fit together,
+        /// and the certificate names `stateledger:node:<id>` (another node's certificate would
+        /// only be refused by every peer, one connection at a time).
+        pub fn check_node(&self, id: NodeId) -> Result<(), String> {
+            self.cluster_client(id)?;
+            let leaf = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .next()
+                .ok_or("the certificate file holds no certificate")?
+                .map_err(|e| format!("this node's certificate: {e}"))?;
+            match PeerIdentity::from_cert_der(&leaf) {
+                Ok(PeerIdentity::Node(n)) if n == id => Ok(()),
+                Ok(other) => Err(format!(
+                    "the certificate names {}, not this node (stateledger:node:{id}): check \
+                     tls.cert and node.id",
+                    other.uri()
+                )),
+                Err(e) => Err(format!("the certificate: {e}")),
+            }
+        }
+    }
+
     /// The usual checks (chain to the cluster CA, validity, host name), then the node identity.
     #[derive(Debug)]
     struct NodeServerVerifier {
@@ -254,6 +277,20 @@ mod tests {
         let node1 = material(&ca, PeerIdentity::Node(1), "node-1");
         let node2 = material(&ca, PeerIdentity::Node(2), "node-2");
         let admin = material(&ca, PeerIdentity::Admin("ops".into()), "ops");
+        assert_eq!(node2.check_node(2), Ok(()));
+        let swapped = node2
+            .check_node(1)
+            .expect_err("node 2's certificate is not node 1's");
+        assert!(
+            swapped.contains("names stateledger:node:2, not this node"),
+            "{swapped}"
+        );
+        let mut mismatched = node2.clone();
+        mismatched.key_pem = node1.key_pem.clone();
+        assert!(
+            mismatched.check_node(2).is_err(),
+            "a key that is not the certificate's"
+        );
         dial(&node1, 2, &node2).await.expect("node 2 is node 2");
         let wrong = dial(&node1, 3, &node2)
             .await
