@@ -16,10 +16,11 @@ use stateledger_simulation::batch::{env_u64, run_isolated};
 use stateledger_simulation::{KnownBad, SimOptions, Switch};
 
 const SIM: &str = env!("CARGO_BIN_EXE_stateledger-sim");
-/// Seeds tried per switch before giving up. The rarest switch hunted here is caught by a few
-/// seeds in 100 (catch rates in docs/SIMULATION.md): a hunted switch that no seed of this range
-/// catches any more is a regression of the harness.
-const SEEDS_MAX: u64 = 40;
+/// Seeds tried per switch before giving up. The rarest switches hunted here are caught by 5 to
+/// 10 seeds in 100 (catch rates in docs/SIMULATION.md): the chance that none of 48 seeds catches
+/// one with a rate of 10% is 0.6%, so a hunted switch that no seed of this range catches any more
+/// is most likely a regression of the harness.
+const SEEDS_MAX: u64 = 48;
 
 /// How one switch was caught, or why not.
 #[derive(Debug)]
@@ -61,7 +62,7 @@ fn hunt(switch: Switch) -> Verdict {
 /// reach their crash window often enough (docs/SIMULATION.md, "Known-bad switches"). They
 /// stay in the catalogue, runnable with `--known-bad`, and leave this list as the simulation
 /// learns to catch them.
-const NOT_CAUGHT_YET: &[Switch] = &[Switch::LostStateVotes, Switch::SnapshotInstallWithoutSync];
+const NOT_CAUGHT_YET: &[Switch] = &[Switch::SnapshotInstallWithoutSync];
 
 /// The catalogue must hold at least this many switches that CI proves caught.
 const CAUGHT_MIN: usize = 10;
