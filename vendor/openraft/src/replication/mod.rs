@@ -452,7 +452,15 @@ where
             self.config.heartbeat_interval
         );
 
-        let the_timeout = Duration::from_millis(self.config.heartbeat_interval);
+        // PATCH (StateLedger, see PATCHES.md): an AppendEntries that carries entries gets the
+        // election timeout instead of the heartbeat interval. A batch of large entries can take
+        // longer than one heartbeat to send and sync, and resending it with the same deadline
+        // never succeeds: the follower would never catch up.
+        let the_timeout = if payload.entries.is_empty() {
+            Duration::from_millis(self.config.heartbeat_interval)
+        } else {
+            Duration::from_millis(self.config.election_timeout_max.max(self.config.heartbeat_interval))
+        };
         let option = RPCOption::new(the_timeout);
         let res = C::timeout(the_timeout, self.network.append_entries(payload, option)).await;
 
