@@ -177,7 +177,8 @@ const RUN_STACK_BYTES: usize = 32 * 1024 * 1024;
 ///
 /// Deterministic only as the first run of its process: tokio seeds the per-thread generator
 /// behind `select!` and `watch` from a process-wide counter, and std seeds `HashMap` keys once
-/// per thread (madsim can fix them only on a thread that never made one) — STACK.md pitfall 4.
+/// per thread (madsim can fix them only on a thread that never made one); docs/SIMULATION.md,
+/// "Determinism".
 /// So every seed of a batch runs in a child process ([`crate::batch::run_isolated`]); this is
 /// what that child (`stateledger-sim --child`) calls.
 pub fn run_seed(options: &SimOptions) -> Outcome {

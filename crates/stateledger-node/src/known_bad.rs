@@ -5,8 +5,8 @@
 //!
 //! Compiled only under `cfg(madsim)`: a production build has no such code path. The switches
 //! travel with [`crate::node::NodeParts`] (one value per started node), never through a static,
-//! so parallel simulation runs in one process cannot leak them into each other (STACK.md
-//! pitfall 4).
+//! so parallel simulation runs in one process cannot leak them into each other (process-wide
+//! state is what breaks determinism between runs: docs/SIMULATION.md, "Determinism").
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The fold: a system's records in ledger order → S(T) (DESIGN §5 step 3).
+//! The fold: a system's records in ledger order → S(T) (docs/PROOFS.md §7.3).
 
 use crate::leaf::Leaf;
 use crate::record::{pb, Body};

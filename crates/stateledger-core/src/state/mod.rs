@@ -1,5 +1,5 @@
 //! Reconstruction: S(T) for a system, the determinism contract, and state proofs
-//! (DESIGN §5; docs/DETERMINISM.md; docs/PROOFS.md §7.3).
+//! (docs/DETERMINISM.md; docs/PROOFS.md §7.3).
 
 pub mod fold;
 pub mod model;

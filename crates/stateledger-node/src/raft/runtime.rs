@@ -1,4 +1,5 @@
-//! openraft's `AsyncRuntime` on madsim (STACK.md: the tokio runtime panics under madsim).
+//! openraft's `AsyncRuntime` on madsim (openraft's default tokio runtime panics under madsim:
+//! it starts real tokio machinery that madsim does not simulate).
 //! Spawning, sleeping and randomness all go through madsim, so one seed decides them.
 
 use std::fmt;
