@@ -24,9 +24,9 @@ pub mod targets {
     use stateledger_core::note::{Note, NoteSigner, NoteVerifier};
     use stateledger_core::record::{decode_record, pb, CheckedRecord};
     use stateledger_core::trust::TrustPolicy;
+    use stateledger_node::election::PreVoteRequest;
     use stateledger_node::ledger::snapshot::chunk_leaves;
     use stateledger_node::raft::codec;
-    use stateledger_node::raft::election::PreVoteRequest;
     use stateledger_node::raft::network::{SnapshotBegin, SnapshotFinish};
     use stateledger_node::raft::TypeConfig;
     use stateledger_node::store::wal::frame;

@@ -9,9 +9,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
 
-/// Metadata key of the leader's cluster address on a redirect.
-pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
-
 /// How to reach nodes' cluster ports.
 #[derive(Clone, Debug)]
 pub struct AdminOptions {
@@ -80,11 +77,7 @@ impl AdminClient {
                 match result {
                     Ok(Ok(resp)) => return Ok(resp.into_inner()),
                     Ok(Err(status)) => {
-                        let leader = status
-                            .metadata()
-                            .get(LEADER_CLUSTER_METADATA)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
+                        let leader = crate::connection::leader_cluster_hint(&status);
                         if let Some(leader) = leader.filter(|l| *l != addr) {
                             order.retain(|a| *a != leader);
                             order.insert(0, leader);

@@ -17,7 +17,9 @@ use stateledger_proto::v1::ledger_client::LedgerClient as Grpc;
 use tonic::transport::Channel;
 
 use crate::checkpoints::CheckpointTracker;
-use crate::connection::{leader_hint, retryable, ConnectOptions, Connections, EXISTING_METADATA};
+use crate::connection::{
+    error_details, leader_hint, not_leader, retryable, ConnectOptions, Connections,
+};
 use crate::error::ClientError;
 
 /// A record the ledger appended.
@@ -74,12 +76,10 @@ fn rejected(status: tonic::Status) -> ClientError {
     }
 }
 
+/// The leaves that already hold a request's records, from an ALREADY_EXISTS answer's details.
 fn existing_indexes(status: &tonic::Status) -> Vec<u64> {
-    status
-        .metadata()
-        .get(EXISTING_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+    error_details(status)
+        .map(|d| d.existing_leaf_indexes)
         .unwrap_or_default()
 }
 
@@ -148,9 +148,7 @@ impl LedgerClient {
                             last = status;
                             break;
                         }
-                        if status.code() == tonic::Code::FailedPrecondition
-                            && status.message().contains("not the leader")
-                        {
+                        if not_leader(&status) && status.code() == tonic::Code::FailedPrecondition {
                             // No leader known yet: try others, then back off.
                             last = status;
                             continue;

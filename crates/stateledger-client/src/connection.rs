@@ -1,21 +1,18 @@
 //! Connections to nodes' public ports (server-authenticated TLS with the cluster CA), with leader
-//! following: a follower's FAILED_PRECONDITION carries the leader's address, which becomes the
-//! preferred endpoint.
+//! following: a follower's NOT_LEADER error carries the leader's address in its status details,
+//! which becomes the preferred endpoint.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use prost::Message as _;
+use stateledger_proto::v1 as pb;
 use stateledger_proto::v1::ledger_client::LedgerClient as Grpc;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
-
-/// Metadata key of the leader's public address on a redirect (set by nodes).
-pub const LEADER_METADATA: &str = "x-stateledger-leader";
-/// Metadata key of existing leaf indexes on ALREADY_EXISTS.
-pub const EXISTING_METADATA: &str = "x-stateledger-existing";
 
 /// How to reach the cluster.
 #[derive(Clone, Debug)]
@@ -160,25 +157,39 @@ pub fn host_of(addr: &str) -> String {
         .to_string()
 }
 
-/// The leader address a redirect carries, if any.
-pub fn leader_hint(status: &tonic::Status) -> Option<String> {
-    if status.code() != tonic::Code::FailedPrecondition {
+/// The machine-readable part of a node's error: the `ErrorDetails` every node attaches to the
+/// statuses it returns (proto/stateledger/v1/status.proto). `None` for a status that did not
+/// come from a node (a transport error, a timeout) or carries no details.
+pub fn error_details(status: &tonic::Status) -> Option<pb::ErrorDetails> {
+    if status.details().is_empty() {
         return None;
     }
-    status
-        .metadata()
-        .get(LEADER_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    pb::ErrorDetails::decode(status.details()).ok()
+}
+
+/// Whether the node answered that it is not the leader (with or without naming one).
+pub fn not_leader(status: &tonic::Status) -> bool {
+    error_details(status).is_some_and(|d| d.reason() == pb::ErrorReason::NotLeader)
+}
+
+/// The leader's public address a redirect carries, if any.
+pub fn leader_hint(status: &tonic::Status) -> Option<String> {
+    error_details(status)
+        .filter(|d| d.reason() == pb::ErrorReason::NotLeader && !d.leader_public_addr.is_empty())
+        .map(|d| d.leader_public_addr)
+}
+
+/// The leader's cluster address an admin redirect carries, if any.
+pub fn leader_cluster_hint(status: &tonic::Status) -> Option<String> {
+    error_details(status)
+        .filter(|d| d.reason() == pb::ErrorReason::NotLeader && !d.leader_cluster_addr.is_empty())
+        .map(|d| d.leader_cluster_addr)
 }
 
 /// Whether a failure is worth retrying on the same or another node. A full disk is not: it
 /// lasts until someone frees space.
 pub fn retryable(status: &tonic::Status) -> bool {
-    let disk = status
-        .metadata()
-        .get(stateledger_proto::metadata::REASON)
-        .is_some_and(|v| v == stateledger_proto::metadata::REASON_DISK_SPACE);
+    let disk = error_details(status).is_some_and(|d| d.reason() == pb::ErrorReason::DiskSpace);
     !disk
         && matches!(
             status.code(),

@@ -7,8 +7,30 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::node::NodeShared;
-use crate::raft::{Command, CommandResponse, GroupOutcome, NodeId, NodeInfo, SubmittedRecord};
+use crate::clock::Clock;
+use crate::raft::{
+    Command, CommandResponse, GroupOutcome, NodeId, NodeInfo, Raft, SubmittedRecord,
+};
+use crate::space::SpaceAlarm;
+
+/// What the batcher needs of the node: Raft to propose to, the clock that stamps proposals, the
+/// disk space accounting, and its limits.
+#[derive(Clone)]
+pub struct Proposer {
+    pub raft: Raft,
+    pub clock: Clock,
+    pub space: Arc<SpaceAlarm>,
+    /// Most records in one proposal (more wait for the next).
+    pub batch_records_max: usize,
+    /// Most proposals Raft has not answered yet.
+    pub proposals_in_flight_max: usize,
+}
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Proposer")
+    }
+}
 
 /// One client request waiting for its outcome.
 #[derive(Debug)]
@@ -20,41 +42,34 @@ pub struct SubmitJob {
 /// Why a proposal did not produce an outcome.
 #[derive(Debug, Clone)]
 pub enum SubmitFailure {
-    /// Leadership moved; the leader, if known.
+    /// Leadership moved; the leader Raft named, if any (the redirect the client gets,
+    /// `grpc::redirect_to`).
     NotLeader(Option<(NodeId, NodeInfo)>),
     /// Raft failed (shutting down, storage error).
     Raft(String),
 }
 
 /// The batcher loop; ends when every sender is gone.
-pub async fn run(shared: Arc<NodeShared>, mut rx: mpsc::Receiver<SubmitJob>) {
-    let limits = shared.config.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.proposals_in_flight_max.max(1)));
+pub async fn run(proposer: Proposer, mut rx: mpsc::Receiver<SubmitJob>) {
+    let permits = Arc::new(Semaphore::new(proposer.proposals_in_flight_max.max(1)));
     while let Some(first) = rx.recv().await {
         // Wait for a proposal slot first: requests arriving meanwhile join this batch.
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let mut jobs = vec![first];
-        let mut count = jobs[0].records.len();
-        while count < limits.batch_records_max {
-            match rx.try_recv() {
-                Ok(job) => {
-                    count += job.records.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let shared = shared.clone();
+        let jobs = crate::drain::drain_behind(&mut rx, first, proposer.batch_records_max, |j| {
+            j.records.len()
+        })
+        .items;
+        let proposer = proposer.clone();
         tokio::spawn(async move {
-            propose(&shared, jobs).await;
+            propose(&proposer, jobs).await;
             drop(permit);
         });
     }
 }
 
-async fn propose(shared: &NodeShared, jobs: Vec<SubmitJob>) {
+async fn propose(shared: &Proposer, jobs: Vec<SubmitJob>) {
     let mut groups = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     // Counted against every disk since acceptance (`crate::space`); settled below.

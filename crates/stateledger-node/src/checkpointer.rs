@@ -2,7 +2,9 @@
 //! other voters to cosign (each signs only a root, head root and time it computed itself), and
 //! once a majority of voters signed, holds it for receipts and publishes it through Raft so every
 //! node can serve it. Rounds run as soon as the ledger moves, at most every
-//! `checkpoint_interval_ms`; publication at most every `checkpoint_publish_interval_ms`.
+//! `checkpoint_interval_ms`; publication at most every `checkpoint_publish_interval_ms`. When a
+//! reader wants a checkpoint covering a time the ledger has not reached, the leader first
+//! proposes a clock tick ([`Command::tick`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,7 +53,8 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
             continue;
         }
         if shared.ledger.origin().is_none() {
-            propose_genesis(&shared).await;
+            // Not a checkpoint: a new cluster's first leader fixes the origin first.
+            crate::genesis::propose(&shared.raft, &shared.config.cluster).await;
             continue;
         }
         let wanted = *shared.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,11 +64,13 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
         if wanted > candidate.time.0 {
             let now = shared.clock.now_unix_nanos();
             if wanted <= now.saturating_add(WANTED_AHEAD_MAX_NANOS) {
-                let tick = Command::Append {
-                    groups: Vec::new(),
-                    proposed_time: now.max(wanted),
-                };
-                if let Err(e) = shared.raft.client_write(tick).await {
+                // A reader wants a checkpoint covering a time the ledger has not reached:
+                // advance the ledger clock without a record.
+                if let Err(e) = shared
+                    .raft
+                    .client_write(Command::tick(now.max(wanted)))
+                    .await
+                {
                     tracing::debug!(error = %e, "clock tick not committed");
                     continue;
                 }
@@ -142,29 +147,6 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
 /// round would be refused the same way, again and again while the cluster is idle.
 fn cosign_again(refused: (u64, u64), published: (u64, u64)) -> bool {
     refused > published
-}
-
-async fn propose_genesis(shared: &NodeShared) {
-    let admin_keys: Vec<[u8; 32]> = shared
-        .config
-        .cluster
-        .admin_keys
-        .iter()
-        .filter_map(|k| match stateledger_core::note::NoteVerifier::parse(k) {
-            Ok(v) => Some(v.key.to_bytes()),
-            Err(e) => {
-                tracing::error!(key = %k, error = %e, "ignoring an invalid admin key in the config");
-                None
-            }
-        })
-        .collect();
-    let genesis = Command::Genesis {
-        origin: shared.config.cluster.origin.clone(),
-        admin_keys,
-    };
-    if let Err(e) = shared.raft.client_write(genesis).await {
-        tracing::debug!(error = %e, "genesis not committed");
-    }
 }
 
 /// Gathers signatures of a majority of voters on `cp`. Returns the cosigned note.

@@ -21,6 +21,7 @@ macro_rules! known_bad {
 }
 
 pub mod batcher;
+pub mod checkpoint_wait;
 pub mod checkpointer;
 pub mod clock;
 pub mod config;
@@ -28,17 +29,23 @@ pub mod config;
 pub mod conn_limit;
 #[cfg(not(madsim))]
 pub mod dev;
+pub mod drain;
+pub mod election;
+pub mod genesis;
 pub mod grpc;
 #[cfg(madsim)]
 pub mod known_bad;
 pub mod ledger;
 pub mod node;
+pub mod node_id;
 pub mod raft;
 pub mod recovery;
 pub mod repair;
 pub mod scrub;
 pub mod sigcheck;
+pub mod snapshot_receiver;
 pub mod space;
+pub mod start_error;
 pub mod store;
 pub mod tls;
 #[cfg(not(madsim))]

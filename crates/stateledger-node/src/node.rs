@@ -14,7 +14,7 @@ use crate::batcher::{self, SubmitJob};
 use crate::checkpointer;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
-use crate::grpc::cluster_service::{ClusterService, SnapshotSession};
+use crate::grpc::cluster_service::ClusterService;
 use crate::grpc::ledger_service::LedgerService;
 use crate::ledger::{Ledger, LedgerStateMachine};
 use crate::raft::network::{ClusterConnector, NetworkFactory};
@@ -25,6 +25,8 @@ use crate::store::log_store::LogStore;
 use crate::store::node_state::NodeStateHandle;
 use crate::store::StoreError;
 use crate::tls::TlsMaterial;
+
+pub use crate::start_error::StartError;
 
 /// Why a running node must stop (its storage engine failed, or Raft stopped).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,11 +60,12 @@ pub struct NodeShared {
     pub submit_tx: mpsc::Sender<SubmitJob>,
     /// Requests waiting for their signatures to be checked (batched across requests).
     pub sig_tx: mpsc::Sender<crate::sigcheck::SigJob>,
-    pub snapshot_session: tokio::sync::Mutex<Option<SnapshotSession>>,
+    /// The snapshot being received from the leader, if any.
+    pub snapshots: crate::snapshot_receiver::SnapshotReceiver,
     /// Set while the node repairs lost state (it then neither votes nor cosigns).
-    pub repair: RepairMode,
+    pub repair: Arc<RepairMode>,
     /// Whether this node, leading, still has a quorum (CheckQuorum).
-    pub quorum_lease: crate::raft::election::QuorumLease,
+    pub quorum_lease: crate::election::QuorumLease,
     /// The node's own record (identity, vote copy, repair flag), in both storages.
     pub node_state: Arc<NodeStateHandle>,
     /// The Raft log file (scrubbed in the background).
@@ -70,7 +73,7 @@ pub struct NodeShared {
     /// What background scrubbing has done.
     pub scrub: crate::scrub::ScrubStats,
     /// The disk space alarm, this node's and (as leader) the others'.
-    pub space: crate::space::SpaceAlarm,
+    pub space: Arc<crate::space::SpaceAlarm>,
     /// Where the free space is measured.
     pub disk: Arc<dyn crate::space::DiskSpace>,
     /// Set once when the node must stop ([`NodeHandle::fatal`]).
@@ -172,22 +175,6 @@ impl NodeShared {
     }
 }
 
-/// Why a node could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    #[error("{0}; this node will not serve it — remove its data directory and re-add the node so it copies the ledger from the cluster")]
-    Corrupt(StoreError),
-    #[error("storage: {0}")]
-    Store(StoreError),
-    #[error("raft: {0}")]
-    Raft(String),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: String, reason: String },
-    #[error("configuration: {0}")]
-    Config(String),
-}
-
 /// Everything a node needs to start: its config, storage, TLS material, key and clock.
 pub struct NodeParts {
     pub config: NodeConfig,
@@ -247,7 +234,7 @@ fn raft_config(
         // for any ledger with fewer entries, before the snapshot was even sent.
         replication_lag_threshold: REPLICATION_BATCH_ENTRIES,
         install_snapshot_timeout: 10_000,
-        // Elections are ours: PreVote first, and never while repairing (raft/election.rs).
+        // Elections are ours: PreVote first, and never while repairing (election.rs).
         enable_elect: false,
         ..Default::default()
     };
@@ -353,7 +340,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         wanted_time: Mutex::new(0),
         submit_tx,
         sig_tx,
-        snapshot_session: tokio::sync::Mutex::new(None),
+        snapshots: crate::snapshot_receiver::SnapshotReceiver::new(ledger.clone()),
         repair: {
             let repair = RepairMode::new(
                 &config.node.name,
@@ -362,7 +349,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
             );
             #[cfg(madsim)]
             let repair = repair.with_known_bad(known_bad);
-            repair
+            Arc::new(repair)
         },
         node_state: recovered.node_state,
         quorum_lease: Default::default(),
@@ -426,7 +413,16 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         sig_rx,
         ledger.verified(),
     )));
-    tasks.push(tokio::spawn(batcher::run(shared.clone(), submit_rx)));
+    tasks.push(tokio::spawn(batcher::run(
+        batcher::Proposer {
+            raft: raft.clone(),
+            clock: shared.clock.clone(),
+            space: shared.space.clone(),
+            batch_records_max: config.limits.batch_records_max,
+            proposals_in_flight_max: config.limits.proposals_in_flight_max,
+        },
+        submit_rx,
+    )));
     tasks.push(tokio::spawn(checkpointer::run(
         shared.clone(),
         shutdown_rx.clone(),
@@ -436,10 +432,11 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::repair::run(
-        shared.clone(),
+        raft.clone(),
+        shared.repair.clone(),
         shutdown_rx.clone(),
     )));
-    tasks.push(tokio::spawn(crate::raft::election::run(
+    tasks.push(tokio::spawn(crate::election::run(
         shared.clone(),
         shutdown_rx.clone(),
     )));

@@ -30,6 +30,18 @@ struct Active {
 }
 
 /// See the module comment.
+/// Why a repairing node refuses to vote or cosign: it may have forgotten what it acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{node} is repairing ({reason}); it {refuses} until it has caught up with a leader")]
+pub struct Repairing {
+    /// This node's name.
+    pub node: String,
+    /// What it lost (from recovery).
+    pub reason: String,
+    /// What it refuses: "does not vote" or "cosigns nothing".
+    pub refuses: &'static str,
+}
+
 #[derive(Debug)]
 pub struct RepairMode {
     name: String,
@@ -85,7 +97,7 @@ impl RepairMode {
 
     /// Whether this node may grant a vote (or pre-vote) to a candidate whose log ends at
     /// `candidate_last`; the refusal says why.
-    pub fn check_vote(&self, candidate_last: Option<&LogId>) -> Result<(), String> {
+    pub fn check_vote(&self, candidate_last: Option<&LogId>) -> Result<(), Repairing> {
         #[cfg(madsim)]
         if self.votes_anyway {
             // KNOWN-BAD, simulation only: votes as if its state were intact.
@@ -94,10 +106,11 @@ impl RepairMode {
         match &*self.lock() {
             None => Ok(()),
             Some(a) if a.repair.new_node && candidate_last.is_none_or(|l| l.index == 0) => Ok(()),
-            Some(a) => Err(format!(
-                "{} is repairing ({}); it does not vote until it has caught up with a leader",
-                self.name, a.repair.reason
-            )),
+            Some(a) => Err(Repairing {
+                node: self.name.clone(),
+                reason: a.repair.reason.clone(),
+                refuses: "does not vote",
+            }),
         }
     }
 
@@ -114,13 +127,14 @@ impl RepairMode {
     }
 
     /// Whether this node may cosign a checkpoint; the refusal says why.
-    pub fn check_cosign(&self) -> Result<(), String> {
+    pub fn check_cosign(&self) -> Result<(), Repairing> {
         match &*self.lock() {
             None => Ok(()),
-            Some(a) => Err(format!(
-                "{} is repairing ({}); it cosigns nothing until it has caught up with a leader",
-                self.name, a.repair.reason
-            )),
+            Some(a) => Err(Repairing {
+                node: self.name.clone(),
+                reason: a.repair.reason.clone(),
+                refuses: "cosigns nothing",
+            }),
         }
     }
 
@@ -176,11 +190,12 @@ impl RepairMode {
 
 /// Ends repair as soon as the node has caught up (see [`RepairMode::progress`]).
 pub async fn run(
-    shared: Arc<crate::node::NodeShared>,
+    raft: crate::raft::Raft,
+    repair: Arc<RepairMode>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut metrics = shared.raft.metrics();
-    while shared.repair.is_repairing() {
+    let mut metrics = raft.metrics();
+    while repair.is_repairing() {
         let (applied, leader) = {
             let m = metrics.borrow_and_update();
             (
@@ -188,10 +203,10 @@ pub async fn run(
                 m.state == openraft::ServerState::Leader,
             )
         };
-        if let Err(e) = shared.repair.progress(applied, leader).await {
+        if let Err(e) = repair.progress(applied, leader).await {
             tracing::error!(error = %e, "cannot record the end of repair; still repairing");
         }
-        if !shared.repair.is_repairing() {
+        if !repair.is_repairing() {
             return;
         }
         tokio::select! {
@@ -230,8 +245,11 @@ mod tests {
     async fn a_damaged_node_neither_votes_nor_campaigns_nor_cosigns_until_caught_up() {
         let (m, kv) = mode(false);
         let refusal = m.check_vote(Some(&log_id(0))).expect_err("no vote");
+        assert_eq!(refusal.node, "node-1");
         assert!(
-            refusal.contains("node-1 is repairing (the Raft log is gone)"),
+            refusal
+                .to_string()
+                .contains("node-1 is repairing (the Raft log is gone)"),
             "{refusal}"
         );
         assert!(m.check_vote(None).is_err());

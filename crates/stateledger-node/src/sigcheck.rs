@@ -93,7 +93,17 @@ impl Verified {
 pub struct SigJob {
     pub records: Vec<SubmittedRecord>,
     /// The records back, with `Err` naming the first bad record of the request.
-    pub reply: oneshot::Sender<(Vec<SubmittedRecord>, Result<(), String>)>,
+    pub reply: oneshot::Sender<(Vec<SubmittedRecord>, Result<(), BadSignature>)>,
+}
+
+/// The first record of a request whose signature does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("record {position}: {reason}")]
+pub struct BadSignature {
+    /// Its position in the request.
+    pub position: usize,
+    /// Why it does not verify.
+    pub reason: String,
 }
 
 fn items(records: &[SubmittedRecord]) -> Vec<(&[u8], &[u8], &[u8])> {
@@ -126,10 +136,10 @@ pub fn first_bad(records: &[SubmittedRecord]) -> Option<(usize, String)> {
 }
 
 /// Checks one request's records: `Err` names the first record that does not verify.
-pub fn check_request(records: &[SubmittedRecord]) -> Result<(), String> {
+pub fn check_request(records: &[SubmittedRecord]) -> Result<(), BadSignature> {
     match first_bad(records) {
         None => Ok(()),
-        Some((i, e)) => Err(format!("record {i}: {e}")),
+        Some((position, reason)) => Err(BadSignature { position, reason }),
     }
 }
 
@@ -179,7 +189,7 @@ pub fn records_in(entries: &[Entry]) -> usize {
 }
 
 /// Verdicts for jobs checked together: one batch for all, then per request if that fails.
-pub fn check_jobs(jobs: &[Vec<SubmittedRecord>]) -> Vec<Result<(), String>> {
+pub fn check_jobs(jobs: &[Vec<SubmittedRecord>]) -> Vec<Result<(), BadSignature>> {
     let all: Vec<(&[u8], &[u8], &[u8])> = jobs.iter().flat_map(|j| items(j)).collect();
     if verify_record_signatures(&all).is_ok() {
         return vec![Ok(()); jobs.len()];
@@ -190,20 +200,15 @@ pub fn check_jobs(jobs: &[Vec<SubmittedRecord>]) -> Vec<Result<(), String>> {
 /// The verification task: runs until every sender is gone. Records that verify are remembered in
 /// `verified`, so that applying them does not verify them again on this node.
 pub async fn run(mut rx: mpsc::Receiver<SigJob>, verified: std::sync::Arc<Verified>) {
-    while let Some(first) = rx.recv().await {
-        let mut count = first.records.len();
-        let mut jobs = vec![first];
-        while count < SIG_BATCH_RECORDS_MAX {
-            match rx.try_recv() {
-                Ok(job) => {
-                    count += job.records.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let (records, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.records, j.reply)).unzip();
+    while let Some(batch) =
+        crate::drain::recv_batch(&mut rx, SIG_BATCH_RECORDS_MAX, |j: &SigJob| j.records.len()).await
+    {
+        let count = batch.weight;
+        let (records, replies): (Vec<_>, Vec<_>) = batch
+            .items
+            .into_iter()
+            .map(|j| (j.records, j.reply))
+            .unzip();
         // On the blocking pool, so the runtime's workers keep serving while a batch is
         // checked. The simulation has no blocking pool: there it runs inline.
         #[cfg(not(madsim))]
@@ -276,7 +281,7 @@ mod tests {
         assert!(
             verdicts[1]
                 .as_ref()
-                .is_err_and(|e| e.starts_with("record 1:")),
+                .is_err_and(|e| e.position == 1 && e.to_string().starts_with("record 1:")),
             "{verdicts:?}"
         );
         assert_eq!(verdicts[2], Ok(()));

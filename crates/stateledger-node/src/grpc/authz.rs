@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::{Request, Status};
+use tonic::Request;
 
+use super::CallerError;
 use crate::node::NodeShared;
 use crate::raft::NodeId;
 use crate::tls::identity::PeerIdentity;
@@ -94,11 +95,14 @@ impl Denials {
 pub type SimPeers = std::sync::Arc<dyn Fn(std::net::IpAddr) -> Option<PeerIdentity> + Send + Sync>;
 
 /// Refuses a call: PERMISSION_DENIED, logged and counted.
-pub fn deny(shared: &NodeShared, who: &str, call: &str, why: &str) -> Status {
-    let message = format!(
-        "{who} may not call {call} on {}: {why}",
-        shared.config.node.name
-    );
+pub fn deny(shared: &NodeShared, who: &str, call: &str, why: &str) -> CallerError {
+    let denied = CallerError::Denied {
+        who: who.to_string(),
+        call: call.to_string(),
+        node: shared.config.node.name.clone(),
+        why: why.to_string(),
+    };
+    let message = denied.to_string();
     if let Some(unlogged) = shared.denials.should_log() {
         tracing::warn!(
             caller = who,
@@ -108,7 +112,7 @@ pub fn deny(shared: &NodeShared, who: &str, call: &str, why: &str) -> Status {
         );
     }
     shared.denials.record(&message);
-    Status::permission_denied(message)
+    denied
 }
 
 /// The caller's identity, from its TLS certificate (the harness's word under simulation).
@@ -116,7 +120,7 @@ pub fn caller<T>(
     shared: &NodeShared,
     request: &Request<T>,
     call: &str,
-) -> Result<PeerIdentity, Status> {
+) -> Result<PeerIdentity, CallerError> {
     #[cfg(not(madsim))]
     {
         use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -160,7 +164,7 @@ pub async fn authorize<T>(
     request: &Request<T>,
     call: &str,
     allowed: Allowed,
-) -> Result<PeerIdentity, Status> {
+) -> Result<PeerIdentity, CallerError> {
     let identity = caller(shared, request, call)?;
     let who = identity.to_string();
     match (allowed, &identity) {
@@ -196,7 +200,7 @@ pub fn check_sender(
     identity: &PeerIdentity,
     claimed: Option<NodeId>,
     call: &str,
-) -> Result<(), Status> {
+) -> Result<(), CallerError> {
     if claimed.is_some() && claimed == identity.node_id() {
         return Ok(());
     }
@@ -214,7 +218,7 @@ async fn check_member(
     id: NodeId,
     who: &str,
     call: &str,
-) -> Result<(), Status> {
+) -> Result<(), CallerError> {
     let metrics = shared.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let member = membership.get_node(&id).is_some();

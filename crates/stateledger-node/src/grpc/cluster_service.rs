@@ -2,7 +2,6 @@
 //! membership administration. Every call first checks who is calling (`super::authz`).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,31 +13,17 @@ use stateledger_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::authz::{authorize, check_sender, Allowed};
-use super::not_leader;
-use crate::ledger::keys;
-use crate::ledger::snapshot::{chunk_leaves, LedgerSnapshot, SnapshotSource};
+use super::{not_leader, ApiError, CallerError, RetryError};
+use crate::election::{self, PreVoteRequest};
 use crate::node::NodeShared;
 use crate::raft::codec;
-use crate::raft::election::{self, PreVoteRequest};
 use crate::raft::network::{
     AppendReply, FinishReply, SnapshotBegin, SnapshotBeginReply, SnapshotFinish, VoteReply,
 };
 use crate::raft::{NodeId, NodeInfo, TypeConfig};
-use crate::store::{Batch, Store, Tree};
 
 /// How long a cosigner waits to apply the checkpoint's size itself.
 const COSIGN_APPLY_WAIT: Duration = Duration::from_secs(2);
-
-/// A snapshot being received.
-#[derive(Debug)]
-pub struct SnapshotSession {
-    id: u64,
-    next: u64,
-    /// The node sending it: chunks and the finish come from it only.
-    sender: NodeId,
-}
-
-static SESSIONS: AtomicU64 = AtomicU64::new(1);
 
 /// See the module comment.
 #[derive(Debug, Clone)]
@@ -53,7 +38,7 @@ impl ClusterService {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &'static str, data: &[u8]) -> Result<T, Status> {
-    codec::decode(what, data).map_err(|e| Status::invalid_argument(e.to_string()))
+    codec::decode(what, data).map_err(|e| ApiError::invalid("", e).into())
 }
 
 fn reply<T: serde::Serialize>(
@@ -62,14 +47,14 @@ fn reply<T: serde::Serialize>(
 ) -> Result<Response<pb::RaftPayload>, Status> {
     codec::encode(what, value)
         .map(|data| Response::new(pb::RaftPayload { data }))
-        .map_err(|e| Status::internal(e.to_string()))
+        .map_err(|e| ApiError::internal(e).into())
 }
 
 fn admin_error<E: std::fmt::Display>(shared: &NodeShared, e: E, forward: bool) -> Status {
     if forward {
-        not_leader(shared)
+        not_leader(shared).into()
     } else {
-        Status::failed_precondition(e.to_string())
+        CallerError::Precondition(e.to_string()).into()
     }
 }
 
@@ -120,7 +105,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                 candidate = rpc.vote.leader_id().voted_for().unwrap_or_default(),
                 "vote refused: {why}"
             );
-            return Err(Status::failed_precondition(why));
+            return Err(RetryError::from(why).into());
         }
         let result: VoteReply = self.shared.raft.vote(rpc).await;
         reply("vote reply", &result)
@@ -152,32 +137,18 @@ impl pb::cluster_server::Cluster for ClusterService {
             CALL,
         )?;
         let sender = caller.node_id().unwrap_or_default();
-        let mut session = self.shared.snapshot_session.lock().await;
-        self.shared
-            .ledger
-            .store()
-            .clear(Tree::Staging)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let size = self.shared.ledger.meta().size;
-        tracing::info!(
-            session = id,
-            snapshot_size = begin.header.size,
-            have = size,
-            "receiving a snapshot"
-        );
-        *session = Some(SnapshotSession {
-            id,
-            next: 0,
-            sender,
-        });
-        let root = self.shared.ledger.root().0;
+        let session = self
+            .shared
+            .snapshots
+            .begin(sender, begin.header.size)
+            .await
+            .map_err(ApiError::from)?;
         reply(
             "snapshot begin reply",
             &SnapshotBeginReply {
-                session: id,
-                size,
-                root,
+                session,
+                size: self.shared.ledger.meta().size,
+                root: self.shared.ledger.root().0,
             },
         )
     }
@@ -189,30 +160,17 @@ impl pb::cluster_server::Cluster for ClusterService {
         const CALL: &str = "SnapshotChunk";
         let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let chunk = request.into_inner();
-        let mut guard = self.shared.snapshot_session.lock().await;
-        let session = guard
-            .as_mut()
-            .filter(|s| s.id == chunk.session)
-            .ok_or_else(|| Status::failed_precondition("no such snapshot session; start again"))?;
-        check_sender(&self.shared, &caller, Some(session.sender), CALL)?;
-        if session.next != 0 && session.next != chunk.start_index {
-            return Err(Status::failed_precondition(format!(
-                "snapshot chunk starts at {} but {} was expected",
-                chunk.start_index, session.next
-            )));
-        }
-        let mut batch = Batch::new(Tree::Staging);
-        let mut index = chunk.start_index;
-        for leaf in chunk_leaves(&chunk.leaves).map_err(Status::invalid_argument)? {
-            batch.put(keys::leaf(index), leaf);
-            index += 1;
-        }
-        self.shared
-            .ledger
-            .store()
-            .write(batch)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        session.next = index;
+        let receiver = &self.shared.snapshots;
+        let sender = receiver
+            .sender(chunk.session)
+            .await
+            .map_err(ApiError::from)?;
+        check_sender(&self.shared, &caller, Some(sender), CALL)?;
+        // Session ids are never reused, so the chunk lands only in the session just checked.
+        receiver
+            .chunk(chunk.session, chunk.start_index, &chunk.leaves)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::SnapshotChunkResponse {}))
     }
 
@@ -229,37 +187,24 @@ impl pb::cluster_server::Cluster for ClusterService {
             finish.vote.leader_id().voted_for(),
             CALL,
         )?;
-        {
-            let guard = self.shared.snapshot_session.lock().await;
-            let session = guard
-                .as_ref()
-                .filter(|s| s.id == finish.session)
-                .ok_or_else(|| {
-                    Status::failed_precondition("no such snapshot session; start again")
-                })?;
-            check_sender(&self.shared, &caller, Some(session.sender), CALL)?;
-            if finish.from < finish.header.size && session.next != finish.header.size {
-                return Err(Status::failed_precondition(format!(
-                    "snapshot has leaves up to {} but {} were promised",
-                    session.next, finish.header.size
-                )));
-            }
-        }
-        let store: Store = self.shared.ledger.store().clone();
-        let mut batch = Batch::new(Tree::Staging);
-        for (size, note) in &finish.checkpoints {
-            batch.put(keys::checkpoint(*size), note.as_bytes());
-        }
-        store
-            .write(batch)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let receiver = &self.shared.snapshots;
+        let sender = receiver
+            .sender(finish.session)
+            .await
+            .map_err(ApiError::from)?;
+        check_sender(&self.shared, &caller, Some(sender), CALL)?;
+        let staged = receiver
+            .finish(
+                finish.session,
+                finish.header.clone(),
+                finish.from,
+                &finish.checkpoints,
+            )
+            .await
+            .map_err(ApiError::from)?;
         let snapshot = openraft::Snapshot {
             meta: finish.meta.clone(),
-            snapshot: Box::new(LedgerSnapshot {
-                header: Some(finish.header.clone()),
-                from: finish.from,
-                source: SnapshotSource::Staged(store),
-            }),
+            snapshot: Box::new(staged),
         };
         let result: FinishReply = self
             .shared
@@ -267,7 +212,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             .install_full_snapshot(finish.vote, snapshot)
             .await
             .map_err(|e| e.to_string());
-        *self.shared.snapshot_session.lock().await = None;
+        receiver.end().await;
         match &result {
             Ok(_) => self
                 .shared
@@ -295,9 +240,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         self.shared
             .repair
             .check_cosign()
-            .map_err(Status::failed_precondition)?;
-        let cp = Checkpoint::parse(&text)
-            .map_err(|e| Status::invalid_argument(format!("checkpoint body: {e}")))?;
+            .map_err(RetryError::from)?;
+        let cp = Checkpoint::parse(&text).map_err(|e| ApiError::invalid("checkpoint body: ", e))?;
         let mut progress = self.shared.ledger.progress();
         let reached = |p: &crate::ledger::Progress| {
             p.size > cp.size.0 || (p.size == cp.size.0 && p.clock >= cp.time.0)
@@ -316,15 +260,16 @@ impl pb::cluster_server::Cluster for ClusterService {
             tokio::time::timeout(COSIGN_APPLY_WAIT, wait).await,
             Ok(true)
         ) {
-            return Err(Status::unavailable(format!(
+            return Err(RetryError::NotApplied(format!(
                 "this node has not applied size {} with time {} yet",
                 cp.size, cp.time
-            )));
+            ))
+            .into());
         }
         self.shared
             .ledger
             .check_checkpoint(&cp)
-            .map_err(|reason| Status::failed_precondition(format!("will not cosign: {reason}")))?;
+            .map_err(|reason| CallerError::Precondition(format!("will not cosign: {reason}")))?;
         let signature = self.shared.signer.sign(text.as_bytes());
         Ok(Response::new(pb::CosignResponse {
             key_name: self.shared.signer.name.clone(),
@@ -340,12 +285,12 @@ impl pb::cluster_server::Cluster for ClusterService {
         authorize(&self.shared, &request, "RequestCheckpoint", Allowed::Member).await?;
         let r = request.into_inner();
         if !self.shared.is_leader() {
-            return Err(not_leader(&self.shared));
+            return Err(not_leader(&self.shared).into());
         }
         let wait = Duration::from_millis(u64::from(
             r.wait_ms.min(self.shared.config.limits.wait_ms_max),
         ));
-        let note = crate::grpc::ledger_service::wait_checkpoint(
+        let note = crate::checkpoint_wait::wait_checkpoint(
             &self.shared,
             r.min_size,
             r.covering_time,
@@ -363,17 +308,14 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::AdminResponse>, Status> {
         let by = authorize(&self.shared, &request, "AddLearner", Allowed::Admin).await?;
         let r = request.into_inner();
-        stateledger_core::note::check_key_name(&r.name)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        stateledger_core::note::check_key_name(&r.name).map_err(|e| ApiError::invalid("", e))?;
         NoteVerifier::parse(&r.checkpoint_key)
-            .map_err(|e| Status::invalid_argument(format!("checkpoint_key: {e}")))?;
+            .map_err(|e| ApiError::invalid("checkpoint_key: ", e))?;
         if r.raft_addr.is_empty() || r.public_addr.is_empty() {
-            return Err(Status::invalid_argument(
-                "raft_addr and public_addr are required",
-            ));
+            return Err(ApiError::invalid("raft_addr and public_addr are required", "").into());
         }
         if !self.shared.is_leader() {
-            return Err(not_leader(&self.shared));
+            return Err(not_leader(&self.shared).into());
         }
         tracing::info!(
             by = %by,
@@ -411,7 +353,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let by = authorize(&self.shared, &request, "Promote", Allowed::Admin).await?;
         let id = request.into_inner().node_id;
         if !self.shared.is_leader() {
-            return Err(not_leader(&self.shared));
+            return Err(not_leader(&self.shared).into());
         }
         tracing::info!(by = %by, node_id = id, "admin: promoting a learner to voter");
         let resp = self
@@ -437,7 +379,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let by = authorize(&self.shared, &request, "Remove", Allowed::Admin).await?;
         let id = request.into_inner().node_id;
         if !self.shared.is_leader() {
-            return Err(not_leader(&self.shared));
+            return Err(not_leader(&self.shared).into());
         }
         tracing::info!(by = %by, node_id = id, "admin: removing a node");
         let membership = self
@@ -449,7 +391,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             .membership()
             .clone();
         if membership.get_node(&id).is_none() {
-            return Err(Status::not_found(format!("node {id} is not a member")));
+            return Err(CallerError::NotAMember(id).into());
         }
         let is_voter = membership.voter_ids().any(|v| v == id);
         let change = if is_voter {

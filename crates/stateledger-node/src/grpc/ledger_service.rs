@@ -3,20 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::heads::HeadTerminal;
 use stateledger_core::limits::RECORD_BYTES_MAX;
-use stateledger_core::note::Note;
 use stateledger_core::record::decode_record;
 use stateledger_proto::v1 as pb;
-use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use super::{not_leader, read_status, EXISTING_METADATA};
+use super::{not_leader, redirect_to, ApiError, CallerError, NodeError, Queue, RetryError};
 use crate::batcher::{SubmitFailure, SubmitJob};
-use crate::ledger::ReadError;
+use crate::checkpoint_wait::{wait_checkpoint, wait_published_covering};
 use crate::node::NodeShared;
-use crate::raft::{GroupOutcome, Refusal, SubmittedRecord};
+use crate::raft::{GroupOutcome, SubmittedRecord};
 use crate::sigcheck::SigJob;
 
 /// Most leaves one ListSystemEntries answer holds.
@@ -40,174 +37,23 @@ impl LedgerService {
             wait_ms.min(self.shared.config.limits.wait_ms_max),
         ))
     }
-}
 
-fn refusal_status(position: usize, refusal: Refusal) -> Status {
-    match refusal {
-        Refusal::Duplicate { index: Some(index) } => {
-            let mut s = Status::already_exists(format!(
-                "record {position} is already in the ledger at leaf {index}; nothing was appended"
-            ));
-            if let Ok(v) = MetadataValue::try_from(index.to_string()) {
-                s.metadata_mut().insert(EXISTING_METADATA, v);
-            }
-            s
-        }
-        Refusal::Duplicate { index: None } => Status::invalid_argument(format!(
-            "record {position} appears twice in the request; nothing was appended"
-        )),
-        Refusal::Unauthorized { reason } => {
-            Status::permission_denied(format!("record {position}: {reason}; nothing was appended"))
-        }
-        Refusal::Invalid { reason } => {
-            Status::invalid_argument(format!("record {position}: {reason}; nothing was appended"))
-        }
-        Refusal::BadSignature { reason } => {
-            Status::invalid_argument(format!("{reason}; nothing was appended"))
-        }
-    }
-}
-
-fn all_duplicates(indexes: &[u64]) -> Status {
-    let list = indexes
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut s = Status::already_exists(format!(
-        "every record of the request is already in the ledger (leaves {list}); nothing was appended"
-    ));
-    if let Ok(v) = MetadataValue::try_from(list) {
-        s.metadata_mut().insert(EXISTING_METADATA, v);
-    }
-    s
-}
-
-/// Waits (up to `wait`) for a cosigned checkpoint with at least `min_size` leaves covering
-/// `covering_time`, asking the leader for one if needed.
-pub async fn wait_checkpoint(
-    shared: &Arc<NodeShared>,
-    min_size: u64,
-    covering_time: u64,
-    wait: Duration,
-) -> Result<String, Status> {
-    let mut rx = shared.checkpoints.subscribe();
-    let satisfies = |c: &Option<Arc<crate::node::KnownCheckpoint>>| {
-        c.as_ref()
-            .filter(|k| k.checkpoint.size.0 >= min_size && k.checkpoint.time.0 >= covering_time)
-            .map(|k| k.note.clone())
-    };
-    if let Some(note) = satisfies(&rx.borrow_and_update()) {
-        return Ok(note);
-    }
-    ask_for_checkpoint(shared, min_size, covering_time, wait);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if let Some(note) = satisfies(&rx.borrow_and_update()) {
-            return Ok(note);
-        }
-        match tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), rx.changed()).await {
-            Ok(Ok(())) => {}
-            _ => {
-                return Err(Status::deadline_exceeded(format!(
-                    "no checkpoint with at least {min_size} leaves covering time {covering_time} within {wait:?}"
-                )))
-            }
-        }
-    }
-}
-
-/// Makes sure the leader cosigns (and publishes) a checkpoint covering `time`.
-fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u64, wait: Duration) {
-    if shared.is_leader() {
-        shared.want_checkpoint_covering(covering_time);
-        return;
-    }
-    if covering_time == 0 {
-        return; // Publication follows new leaves on its own.
-    }
-    let Some((leader_id, leader)) = shared.leader() else {
-        return;
-    };
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let Ok(mut client) = shared.connector.client(&leader.raft_addr, leader_id) else {
-            return;
-        };
-        let request = pb::GetCheckpointRequest {
-            min_size,
-            covering_time,
-            wait_ms: wait.as_millis().min(u128::from(u32::MAX)) as u32,
-            at_size: 0,
-        };
-        if let Err(e) = tokio::time::timeout(wait, client.request_checkpoint(request)).await {
-            tracing::debug!(error = %e, "leader did not provide a checkpoint in time");
-        }
-    });
-}
-
-/// Waits until the latest *published* checkpoint covers `time` (state proofs need the head map,
-/// which advances with publication).
-async fn wait_published_covering(
-    shared: &Arc<NodeShared>,
-    time: u64,
-    wait: Duration,
-) -> Result<(), Status> {
-    let covers = || {
-        shared
-            .ledger
-            .published_checkpoint()
-            .and_then(|n| Note::parse(n.as_bytes()).ok())
-            .and_then(|n| Checkpoint::parse(&n.text).ok())
-            .is_some_and(|c| c.time.0 >= time)
-    };
-    if covers() {
-        return Ok(());
-    }
-    ask_for_checkpoint(shared, 0, time, wait);
-    let mut progress = shared.ledger.progress();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if covers() {
-            return Ok(());
-        }
-        match tokio::time::timeout(
-            deadline.saturating_duration_since(tokio::time::Instant::now()),
-            progress.changed(),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
-            _ => {
-                return Err(Status::deadline_exceeded(format!(
-                    "no published checkpoint covering time {time} within {wait:?}"
-                )))
-            }
-        }
-    }
-}
-
-fn hashes(proof: Vec<stateledger_core::hash::Hash>) -> Vec<Vec<u8>> {
-    proof.into_iter().map(|h| h.0.to_vec()).collect()
-}
-
-#[tonic::async_trait]
-impl pb::ledger_server::Ledger for LedgerService {
-    async fn submit(
+    /// Submit: checks the request, its signatures and the ledger's rules, then waits for the
+    /// batcher's outcome.
+    async fn submit_records(
         &self,
-        request: Request<pb::SubmitRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let records = request.into_inner().records;
+        records: Vec<pb::SignedRecord>,
+    ) -> Result<pb::SubmitResponse, ApiError> {
         let limits = &self.shared.config.limits;
         if records.is_empty() {
-            return Err(Status::invalid_argument("the request has no records"));
+            return Err(CallerError::NoRecords.into());
         }
         if records.len() > limits.request_records_max {
-            return Err(Status::invalid_argument(format!(
-                "the request has {} records, more than the limit of {}",
-                records.len(),
-                limits.request_records_max
-            )));
+            return Err(CallerError::TooManyRecords {
+                count: records.len(),
+                max: limits.request_records_max,
+            }
+            .into());
         }
         if !self.shared.is_leader() {
             return Err(not_leader(&self.shared));
@@ -222,42 +68,36 @@ impl pb::ledger_server::Ledger for LedgerService {
             .voter_ids()
             .collect();
         if let Some(why) = self.shared.space.write_refusal(&voters) {
-            let mut status = Status::resource_exhausted(format!(
-                "{why}: writes are refused until space is freed (reads go on); nothing was appended"
-            ));
-            status.metadata_mut().insert(
-                stateledger_proto::metadata::REASON,
-                tonic::metadata::MetadataValue::from_static(
-                    stateledger_proto::metadata::REASON_DISK_SPACE,
-                ),
-            );
-            return Err(status);
+            return Err(RetryError::DiskSpace { why }.into());
         }
         let accepted = self
             .shared
             .space
             .accept(records.iter().map(|r| r.record.len() as u64).sum());
         let mut group = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
+        for (position, r) in records.into_iter().enumerate() {
             if r.record.len() > RECORD_BYTES_MAX {
-                return Err(Status::invalid_argument(format!(
-                    "record {i} is {} bytes, more than the limit of {RECORD_BYTES_MAX}; nothing was appended",
-                    r.record.len()
-                )));
+                return Err(CallerError::RecordTooLong {
+                    position,
+                    len: r.record.len(),
+                    max: RECORD_BYTES_MAX,
+                }
+                .into());
             }
-            decode_record(&r.record).map_err(|e| {
-                Status::invalid_argument(format!("record {i}: {e}; nothing was appended"))
-            })?;
-            let writer_key: [u8; 32] = r.writer_key.as_slice().try_into().map_err(|_| {
-                Status::invalid_argument(format!(
-                    "record {i}: writer_key must be 32 bytes, found {}; nothing was appended",
-                    r.writer_key.len()
-                ))
-            })?;
+            decode_record(&r.record)
+                .map_err(|error| CallerError::InvalidRecord { position, error })?;
+            let writer_key: [u8; 32] =
+                r.writer_key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| CallerError::WriterKeyLength {
+                        position,
+                        len: r.writer_key.len(),
+                    })?;
             group.push(SubmittedRecord {
-                record: r.record.clone(),
+                record: r.record,
                 writer_key,
-                signature: r.signature.clone(),
+                signature: r.signature,
             });
         }
         // Signatures are checked in batches across concurrent requests (sigcheck.rs).
@@ -268,15 +108,11 @@ impl pb::ledger_server::Ledger for LedgerService {
                 records: group,
                 reply: tx,
             })
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "the leader's signature queue is full ({} requests); retry with backoff",
-                    limits.queue_requests_max
-                ))
+            .map_err(|_| RetryError::QueueFull {
+                queue: Queue::Signatures,
+                max: limits.queue_requests_max,
             })?;
-        let (group, verdict) = rx
-            .await
-            .map_err(|_| Status::unavailable("the node is shutting down; retry"))?;
+        let (group, verdict) = rx.await.map_err(|_| RetryError::ShuttingDown)?;
         // KNOWN-BAD (simulation only) when set: a record whose signature failed is proposed
         // anyway, and only the apply-time check of every node stands in its way.
         let verdict = if known_bad!(self.shared.known_bad, UnsignedRecordAccepted) {
@@ -284,13 +120,18 @@ impl pb::ledger_server::Ledger for LedgerService {
         } else {
             verdict
         };
-        verdict.map_err(|e| Status::unauthenticated(format!("{e}; nothing was appended")))?;
+        verdict.map_err(|bad| CallerError::BadSignature {
+            position: bad.position,
+            reason: bad.reason,
+        })?;
         match self.shared.ledger.precheck(&group) {
-            Err(e) => return Err(read_status(e.into())),
+            Err(e) => return Err(e.into()),
             Ok(Some(GroupOutcome::Refused { position, refusal })) => {
-                return Err(refusal_status(position, refusal))
+                return Err(CallerError::Refused { position, refusal }.into())
             }
-            Ok(Some(GroupOutcome::AllDuplicates(indexes))) => return Err(all_duplicates(&indexes)),
+            Ok(Some(GroupOutcome::AllDuplicates(indexes))) => {
+                return Err(CallerError::AllDuplicates { indexes }.into())
+            }
             Ok(_) => {}
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -300,19 +141,15 @@ impl pb::ledger_server::Ledger for LedgerService {
                 records: group,
                 reply: tx,
             })
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "the leader's queue is full ({} requests); retry with backoff",
-                    limits.queue_requests_max
-                ))
+            .map_err(|_| RetryError::QueueFull {
+                queue: Queue::Proposals,
+                max: limits.queue_requests_max,
             })?;
         // The batcher settles the bytes once they are in a log entry (or not).
         accepted.proposed();
-        let outcome = rx
-            .await
-            .map_err(|_| Status::unavailable("the node is shutting down; retry"))?;
+        let outcome = rx.await.map_err(|_| RetryError::ShuttingDown)?;
         match outcome {
-            Ok(GroupOutcome::Appended(appended)) => Ok(Response::new(pb::SubmitResponse {
+            Ok(GroupOutcome::Appended(appended)) => Ok(pb::SubmitResponse {
                 results: appended
                     .into_iter()
                     .map(|a| pb::SubmitResult {
@@ -321,16 +158,36 @@ impl pb::ledger_server::Ledger for LedgerService {
                         leaf_hash: a.leaf_hash.to_vec(),
                     })
                     .collect(),
-            })),
-            Ok(GroupOutcome::AllDuplicates(indexes)) => Err(all_duplicates(&indexes)),
-            Ok(GroupOutcome::Refused { position, refusal }) => {
-                Err(refusal_status(position, refusal))
+            }),
+            Ok(GroupOutcome::AllDuplicates(indexes)) => {
+                Err(CallerError::AllDuplicates { indexes }.into())
             }
-            Err(SubmitFailure::NotLeader(_)) => Err(not_leader(&self.shared)),
-            Err(SubmitFailure::Raft(e)) => Err(Status::unavailable(format!(
-                "not committed: {e}; retry (a retry cannot duplicate)"
-            ))),
+            Ok(GroupOutcome::Refused { position, refusal }) => {
+                Err(CallerError::Refused { position, refusal }.into())
+            }
+            Err(SubmitFailure::NotLeader(leader)) => Err(RetryError::NotLeader {
+                node: self.shared.config.node.name.clone(),
+                redirect: redirect_to(&self.shared, leader),
+            }
+            .into()),
+            Err(SubmitFailure::Raft(reason)) => Err(RetryError::NotCommitted { reason }.into()),
         }
+    }
+}
+
+fn hashes(proof: Vec<stateledger_core::hash::Hash>) -> Vec<Vec<u8>> {
+    proof.into_iter().map(|h| h.0.to_vec()).collect()
+}
+
+#[tonic::async_trait]
+impl pb::ledger_server::Ledger for LedgerService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        Ok(Response::new(
+            self.submit_records(request.into_inner().records).await?,
+        ))
     }
 
     async fn get_entry(
@@ -338,7 +195,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::GetEntryResponse>, Status> {
         let index = request.into_inner().leaf_index;
-        let leaf = self.shared.ledger.leaf(index).map_err(read_status)?;
+        let leaf = self.shared.ledger.leaf(index).map_err(ApiError::from)?;
         Ok(Response::new(pb::GetEntryResponse { leaf }))
     }
 
@@ -349,21 +206,26 @@ impl pb::ledger_server::Ledger for LedgerService {
         let r = request.into_inner();
         let size = self.shared.ledger.current_progress().size;
         if r.leaf_index >= size {
-            return Err(Status::out_of_range(format!(
-                "leaf index {} is outside the ledger of size {size}",
-                r.leaf_index
-            )));
+            return Err(ApiError::from(crate::ledger::ReadError::OutOfRange {
+                index: r.leaf_index,
+                size,
+            })
+            .into());
         }
         let note = wait_checkpoint(&self.shared, r.leaf_index + 1, 0, self.wait(r.wait_ms)).await?;
         let cp = crate::node::parse_known(&note)
-            .ok_or_else(|| Status::internal("held checkpoint does not parse"))?
+            .ok_or_else(|| NodeError::Internal("held checkpoint does not parse".into()))?
             .checkpoint;
-        let leaf = self.shared.ledger.leaf(r.leaf_index).map_err(read_status)?;
+        let leaf = self
+            .shared
+            .ledger
+            .leaf(r.leaf_index)
+            .map_err(ApiError::from)?;
         let proof = self
             .shared
             .ledger
             .inclusion_proof(r.leaf_index, cp.size.0)
-            .map_err(read_status)?;
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetReceiptResponse {
             leaf,
             inclusion_proof: hashes(proof),
@@ -381,15 +243,16 @@ impl pb::ledger_server::Ledger for LedgerService {
                 Ok(Some(note)) => Ok(Response::new(pb::GetCheckpointResponse {
                     checkpoint: note,
                 })),
-                Ok(None) => Err(Status::not_found(format!(
-                    "no checkpoint was published at size {}; {}",
-                    r.at_size,
-                    self.shared
+                Ok(None) => Err(ApiError::from(CallerError::NoCheckpointAt {
+                    size: r.at_size,
+                    near: self
+                        .shared
                         .ledger
                         .checkpoint_sizes_near(r.at_size)
-                        .map_err(|e| read_status(ReadError::Store(e)))?
-                ))),
-                Err(e) => Err(read_status(ReadError::Store(e))),
+                        .map_err(ApiError::from)?,
+                })
+                .into()),
+                Err(e) => Err(ApiError::from(e).into()),
             };
         }
         let note = wait_checkpoint(
@@ -410,16 +273,20 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
         let r = request.into_inner();
         if r.old_size > r.new_size {
-            return Err(Status::invalid_argument(format!(
-                "old_size {} is larger than new_size {}",
-                r.old_size, r.new_size
-            )));
+            return Err(ApiError::invalid(
+                format!(
+                    "old_size {} is larger than new_size {}",
+                    r.old_size, r.new_size
+                ),
+                "",
+            )
+            .into());
         }
         let proof = self
             .shared
             .ledger
             .consistency_proof(r.old_size, r.new_size)
-            .map_err(read_status)?;
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetConsistencyProofResponse {
             proof: hashes(proof),
         }))
@@ -431,7 +298,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::ListSystemEntriesResponse>, Status> {
         let r = request.into_inner();
         stateledger_core::record::validate::check_system_name(&r.system)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| ApiError::invalid("", e))?;
         let limit = if r.limit == 0 {
             LIST_LIMIT_MAX
         } else {
@@ -441,7 +308,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             .shared
             .ledger
             .system_leaves(&r.system, r.from_index, limit)
-            .map_err(read_status)?;
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListSystemEntriesResponse {
             leaves,
             more,
@@ -454,13 +321,13 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetSystemHistoryResponse>, Status> {
         let r = request.into_inner();
         stateledger_core::record::validate::check_system_name(&r.system)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| ApiError::invalid("", e))?;
         wait_published_covering(&self.shared, r.at_time, self.wait(r.wait_ms)).await?;
         let history = self
             .shared
             .ledger
             .system_history(&r.system, r.at_time)
-            .map_err(read_status)?;
+            .map_err(ApiError::from)?;
         let proven = |(leaf, proof): (Vec<u8>, Vec<stateledger_core::hash::Hash>)| pb::ProvenLeaf {
             leaf,
             inclusion_proof: hashes(proof),

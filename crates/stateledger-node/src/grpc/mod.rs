@@ -1,48 +1,41 @@
 //! The gRPC services: the public ledger API and the cluster (Raft, cosigning, admin) API.
+//! Both return [`api_error::ApiError`]s, turned into statuses in one place.
 
+pub mod api_error;
 pub mod authz;
 pub mod cluster_service;
 pub mod ledger_service;
 
-use tonic::metadata::MetadataValue;
-use tonic::Status;
+pub use api_error::{
+    ApiError, CallerError, NodeError, Queue, Redirect, RetryError, EXISTING_METADATA,
+    LEADER_CLUSTER_METADATA, LEADER_METADATA, TRY_METADATA,
+};
 
-use crate::ledger::ReadError;
 use crate::node::NodeShared;
-use crate::store::StoreError;
+use crate::raft::{NodeId, NodeInfo};
 
-/// Metadata key carrying the leader's public address on a redirect.
-pub const LEADER_METADATA: &str = "x-stateledger-leader";
-/// Metadata key carrying the leader's cluster address on an admin redirect.
-pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
-/// Metadata key carrying other members' public addresses (comma-separated) when this node cannot
-/// serve a write and knows no leader to redirect to.
-pub const TRY_METADATA: &str = "x-stateledger-try";
-/// Metadata key carrying existing leaf indexes on ALREADY_EXISTS.
-pub const EXISTING_METADATA: &str = "x-stateledger-existing";
+/// Where a write should go instead of this node, as this node sees it now.
+pub fn redirect(shared: &NodeShared) -> Redirect {
+    redirect_to(shared, shared.leader())
+}
 
-/// FAILED_PRECONDITION naming the leader (in the message and the metadata) so the client follows.
-pub fn not_leader(shared: &NodeShared) -> Status {
-    match shared.leader() {
-        // A node that has not yet received the membership knows the leader's id but not its
-        // address: that is no redirect.
-        Some((id, info)) if id != shared.id && !info.public_addr.is_empty() => {
-            let mut status = Status::failed_precondition(format!(
-                "this node ({}) is not the leader; the leader is {} (node {id}) at {}",
-                shared.config.node.name, info.name, info.public_addr
-            ));
-            if let Ok(v) = MetadataValue::try_from(info.public_addr.as_str()) {
-                status.metadata_mut().insert(LEADER_METADATA, v);
-            }
-            if let Ok(v) = MetadataValue::try_from(info.raft_addr.as_str()) {
-                status.metadata_mut().insert(LEADER_CLUSTER_METADATA, v);
-            }
-            status
-        }
+/// Where a write should go, given the leader Raft named (`leader`, when it named one), falling
+/// back to this node's own view.
+pub fn redirect_to(shared: &NodeShared, leader: Option<(NodeId, NodeInfo)>) -> Redirect {
+    // A node that has not yet received the membership knows the leader's id but not its
+    // address: that is no redirect.
+    let elsewhere = |l: &(NodeId, NodeInfo)| l.0 != shared.id && !l.1.public_addr.is_empty();
+    match leader.filter(elsewhere).or_else(|| shared.leader()) {
+        Some((id, info)) if id != shared.id && !info.public_addr.is_empty() => Redirect::Leader {
+            id,
+            name: info.name,
+            public_addr: info.public_addr,
+            cluster_addr: info.raft_addr,
+        },
         _ if shared.quorum_lease.is_lost() => {
             // CheckQuorum: this node leads in Raft but cannot commit; the others may have
             // elected someone else. Say where else to go.
-            let others: Vec<String> = shared
+            let others = shared
                 .raft
                 .metrics()
                 .borrow()
@@ -53,38 +46,17 @@ pub fn not_leader(shared: &NodeShared) -> Status {
                 .map(|(_, n)| n.public_addr.clone())
                 .filter(|a| !a.is_empty())
                 .collect();
-            let mut status = Status::unavailable(format!(
-                "this node ({}) has lost contact with a quorum and cannot commit writes; \
-                 try another node: {}",
-                shared.config.node.name,
-                others.join(", ")
-            ));
-            if let Ok(v) = MetadataValue::try_from(others.join(",")) {
-                status.metadata_mut().insert(TRY_METADATA, v);
-            }
-            status
+            Redirect::QuorumLost { others }
         }
-        _ => Status::unavailable(format!(
-            "this node ({}) is not the leader and no leader is known yet; retry shortly",
-            shared.config.node.name
-        )),
+        _ => Redirect::Unknown,
     }
 }
 
-/// Maps a read failure to a status: corrupt data is DATA_LOSS (and never served).
-pub fn read_status(e: ReadError) -> Status {
-    match e {
-        ReadError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
-        ReadError::Invalid(m) => Status::failed_precondition(m),
-        ReadError::NoCheckpoint => {
-            Status::unavailable("no published checkpoint yet; retry shortly")
-        }
-        ReadError::Store(s @ StoreError::Corrupt { .. }) => {
-            Status::data_loss(format!("{s}; this node refuses to serve it"))
-        }
-        ReadError::Store(s @ StoreError::Kv(_)) if matches!(&s, StoreError::Kv(k) if k.is_engine_failure()) => {
-            Status::data_loss(format!("{s}; this node stops"))
-        }
-        ReadError::Store(s) => Status::internal(s.to_string()),
+/// NOT_LEADER from this node's own view of the cluster.
+pub fn not_leader(shared: &NodeShared) -> ApiError {
+    RetryError::NotLeader {
+        node: shared.config.node.name.clone(),
+        redirect: redirect(shared),
     }
+    .into()
 }

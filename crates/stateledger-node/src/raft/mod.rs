@@ -1,7 +1,7 @@
 //! Raft: the openraft type configuration, the madsim runtime, and the network over tonic.
+//! Elections are driven by `crate::election`.
 
 pub mod codec;
-pub mod election;
 pub mod network;
 #[cfg(madsim)]
 pub mod runtime;

@@ -24,7 +24,7 @@ openraft::declare_raft_types!(
         AsyncRuntime = Runtime,
 );
 
-pub type NodeId = u64;
+pub use crate::node_id::NodeId;
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
@@ -87,10 +87,32 @@ pub enum Command {
     PublishCheckpoint { note: String },
 }
 
+impl Command {
+    /// A clock tick: an [`Command::Append`] with no groups, which only advances the ledger clock
+    /// to `proposed_time` (the checkpointer proposes one when a reader wants a checkpoint
+    /// covering a time no record has reached yet). The entry format has no variant of its own
+    /// for it, so that logs written before stay readable.
+    pub fn tick(proposed_time: u64) -> Command {
+        Command::Append {
+            groups: Vec::new(),
+            proposed_time,
+        }
+    }
+
+    /// Whether this is a clock tick ([`Command::tick`]).
+    pub fn is_tick(&self) -> bool {
+        matches!(self, Command::Append { groups, .. } if groups.is_empty())
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Genesis { origin, .. } => write!(f, "genesis({origin})"),
+            Command::Append {
+                groups,
+                proposed_time,
+            } if groups.is_empty() => write!(f, "tick(@{proposed_time})"),
             Command::Append {
                 groups,
                 proposed_time,

@@ -68,6 +68,11 @@ pub(crate) fn read_purged(store: &Store) -> Result<Option<LogId>, StoreError> {
     }
 }
 
+/// Most leader appends waiting for the syncer. Each sync covers everything queued, so the queue
+/// empties with every sync; a leader that appends faster than its disk syncs waits here instead
+/// of queueing without limit.
+pub const LOG_SYNC_QUEUE_MAX: usize = 1024;
+
 /// The Raft log and vote.
 #[derive(Clone)]
 pub struct LogStore {
@@ -75,7 +80,7 @@ pub struct LogStore {
     /// This node: entries it created as leader are synced by the syncer task, others in place.
     /// Both paths fire the callback only after the sync; the choice only decides who waits.
     node_id: u64,
-    syncer: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
     /// The node's record: every vote is copied there (both storages) before it counts.
     node_state: Arc<NodeStateHandle>,
     /// Simulation only: known-bad behaviours of the log (`crate::known_bad`).
@@ -92,14 +97,12 @@ impl Debug for LogStore {
 impl LogStore {
     /// Creates the log store and starts its syncer task.
     pub fn new(store: Store, node_id: u64, node_state: Arc<NodeStateHandle>) -> LogStore {
-        let (tx, mut rx) = mpsc::unbounded_channel::<LogFlushed<TypeConfig>>();
+        let (tx, mut rx) = mpsc::channel::<LogFlushed<TypeConfig>>(LOG_SYNC_QUEUE_MAX);
         let sync_store = store.clone();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut waiting = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    waiting.push(more);
-                }
+            // Every append queued behind the first is covered by the same sync.
+            while let Some(batch) = crate::drain::recv_batch(&mut rx, usize::MAX, |_| 1).await {
+                let waiting = batch.items;
                 let result =
                     super::wait_for_space_async("sync the Raft log", || sync_store.sync_log())
                         .await
@@ -274,7 +277,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(result);
             return Ok(());
         }
-        if let Err(mpsc::error::SendError(callback)) = self.syncer.send(callback) {
+        // A full queue makes the append wait for the syncer (back-pressure on the leader).
+        if let Err(mpsc::error::SendError(callback)) = self.syncer.send(callback).await {
             // The syncer only stops when the runtime shuts down; report instead of hanging.
             callback.log_io_completed(Err(std::io::Error::other("log syncer stopped")));
         }

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::raft::NodeId;
+use crate::node_id::NodeId;
 
 /// Every identity URI starts with this.
 pub const URI_SCHEME: &str = "stateledger:";

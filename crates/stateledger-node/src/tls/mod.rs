@@ -55,7 +55,7 @@ mod real {
 
     use super::identity::PeerIdentity;
     use super::TlsMaterial;
-    use crate::raft::NodeId;
+    use crate::node_id::NodeId;
 
     impl TlsMaterial {
         fn identity(&self) -> Identity {

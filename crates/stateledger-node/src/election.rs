@@ -40,9 +40,9 @@ use serde::{Deserialize, Serialize};
 use stateledger_proto::v1 as pb;
 use tokio::sync::watch;
 
-use super::codec;
-use super::{LogId, NodeId, Runtime, Vote};
 use crate::node::NodeShared;
+use crate::raft::codec;
+use crate::raft::{LogId, NodeId, NodeInfo, Runtime, Vote};
 use crate::store::log_store;
 
 /// "Would you vote for me?"
@@ -119,7 +119,7 @@ pub async fn answer_pre_vote(shared: &NodeShared, req: &PreVoteRequest) -> PreVo
         reason,
     };
     if let Err(reason) = shared.repair.check_vote(req.last_log_id.as_ref()) {
-        return refuse(reason);
+        return refuse(reason.to_string());
     }
     let Some(v) = view(shared).await else {
         return refuse("Raft has stopped on this node".into());
@@ -234,7 +234,7 @@ fn timeout(shared: &NodeShared, vote: &Vote) -> Duration {
 }
 
 /// Tracks the leader's quorum lease from Raft's metrics.
-fn update_lease(shared: &NodeShared, m: &openraft::RaftMetrics<NodeId, super::NodeInfo>) {
+fn update_lease(shared: &NodeShared, m: &openraft::RaftMetrics<NodeId, NodeInfo>) {
     let leading = m.state == ServerState::Leader && m.current_leader == Some(shared.id);
     let voters = m.membership_config.membership().voter_ids().count();
     let lost = leading
