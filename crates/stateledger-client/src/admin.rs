@@ -8,6 +8,7 @@ use stateledger_proto::v1::cluster_client::ClusterClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
+use crate::follow::{call_leader, Endpoints, Port};
 
 /// How to reach nodes' cluster ports.
 #[derive(Clone, Debug)]
@@ -24,6 +25,15 @@ pub struct AdminOptions {
 #[derive(Debug)]
 pub struct AdminClient {
     options: AdminOptions,
+    endpoints: Endpoints,
+}
+
+/// Admin calls are tried again only when no node could answer them.
+fn admin_retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+    )
 }
 
 impl AdminClient {
@@ -31,7 +41,15 @@ impl AdminClient {
         if options.endpoints.is_empty() {
             return Err(ClientError::Invalid("no cluster endpoints given".into()));
         }
-        Ok(AdminClient { options })
+        // A bad endpoint or TLS material fails here, before any call.
+        let admin = AdminClient {
+            endpoints: Endpoints::new(options.endpoints.clone()),
+            options,
+        };
+        for addr in &admin.options.endpoints {
+            admin.client(addr)?;
+        }
+        Ok(admin)
     }
 
     fn client(&self, addr: &str) -> Result<ClusterClient<Channel>, ClientError> {
@@ -60,53 +78,43 @@ impl AdminClient {
         ))
     }
 
+    /// Runs `f` on the leader, following redirects (`follow::call_leader`).
     async fn on_leader<F, Fut>(&self, f: F) -> Result<pb::AdminResponse, ClientError>
     where
         F: Fn(ClusterClient<Channel>) -> Fut,
         Fut:
             std::future::Future<Output = Result<tonic::Response<pb::AdminResponse>, tonic::Status>>,
     {
-        let deadline = tokio::time::Instant::now() + self.options.timeout;
-        let mut order = self.options.endpoints.clone();
-        let mut last = String::from("no endpoint answered");
-        loop {
-            let mut redirected = false;
-            for addr in order.clone() {
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let result = tokio::time::timeout(remaining, f(self.client(&addr)?)).await;
-                match result {
-                    Ok(Ok(resp)) => return Ok(resp.into_inner()),
-                    Ok(Err(status)) => {
-                        let leader = crate::connection::leader_cluster_hint(&status);
-                        if let Some(leader) = leader.filter(|l| *l != addr) {
-                            order.retain(|a| *a != leader);
-                            order.insert(0, leader);
-                            redirected = true;
-                            break;
-                        }
-                        match status.code() {
-                            tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Unknown => {
-                                last = format!("{addr}: {}", status.message());
-                            }
-                            code => {
-                                return Err(ClientError::Rejected {
-                                    code,
-                                    message: status.message().to_string(),
-                                })
-                            }
-                        }
-                    }
-                    Err(_) => last = format!("{addr}: timed out"),
-                }
+        let port = Port {
+            leader_hint: crate::connection::leader_cluster_hint,
+            retryable: admin_retryable,
+        };
+        match call_leader(
+            &self.endpoints,
+            self.options.timeout,
+            port,
+            |addr| self.client(addr),
+            |_| {},
+            f,
+        )
+        .await
+        {
+            Ok((resp, _, _)) => Ok(resp),
+            Err(e)
+                if admin_retryable(&e.status)
+                    || e.status.code() == tonic::Code::FailedPrecondition
+                        && crate::connection::not_leader(&e.status) =>
+            {
+                Err(ClientError::Unavailable(format!(
+                    "{}: {}",
+                    e.endpoint,
+                    e.status.message()
+                )))
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ClientError::Unavailable(last));
-            }
-            if !redirected {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            Err(e) => Err(ClientError::Rejected {
+                code: e.status.code(),
+                message: e.status.message().to_string(),
+            }),
         }
     }
 

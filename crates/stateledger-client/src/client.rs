@@ -17,10 +17,9 @@ use stateledger_proto::v1::ledger_client::LedgerClient as Grpc;
 use tonic::transport::Channel;
 
 use crate::checkpoints::CheckpointTracker;
-use crate::connection::{
-    error_details, leader_hint, not_leader, retryable, ConnectOptions, Connections,
-};
+use crate::connection::{error_details, leader_hint, retryable, ConnectOptions, Connections};
 use crate::error::ClientError;
+use crate::follow::{call_leader, CallError, Port};
 
 /// A record the ledger appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,13 +29,6 @@ pub struct Submitted {
     pub leaf_hash: [u8; 32],
     /// The record was already there: an earlier attempt of this same request got through.
     pub duplicate: bool,
-}
-
-/// A failed call: the last status, and whether an earlier attempt may have reached the leader.
-#[derive(Debug)]
-struct CallError {
-    status: tonic::Status,
-    retried: bool,
 }
 
 /// A client of one cluster: it follows the leader for writes, retries without ever appending a
@@ -110,72 +102,25 @@ impl LedgerClient {
     }
 
     /// Calls `f` on nodes until one answers: the preferred (leader) node first, following
-    /// redirects, moving on from unreachable nodes, with backoff, until the deadline.
+    /// redirects, moving on from unreachable nodes, with backoff, until the deadline
+    /// (`follow::call_leader`).
     async fn call<T, F, Fut>(&self, f: F) -> Result<(T, String, bool), CallError>
     where
         F: Fn(Grpc<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let deadline = tokio::time::Instant::now() + self.conns.options().timeout;
-        let mut retried = false;
-        let mut backoff = Duration::from_millis(25);
-        let mut last = tonic::Status::unavailable("no endpoint tried");
-        loop {
-            let mut redirected = false;
-            for addr in self.conns.order() {
-                let client = match self.conns.client(&addr) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        last = tonic::Status::invalid_argument(e.to_string());
-                        continue;
-                    }
-                };
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let result = match tokio::time::timeout(remaining, f(client)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(tonic::Status::deadline_exceeded("call timed out")),
-                };
-                match result {
-                    Ok(resp) => {
-                        self.conns.prefer(&addr);
-                        return Ok((resp.into_inner(), addr, retried));
-                    }
-                    Err(status) => {
-                        if let Some(leader) = leader_hint(&status) {
-                            tracing::debug!(from = %addr, to = %leader, "following the leader");
-                            self.conns.prefer(&leader);
-                            redirected = true;
-                            last = status;
-                            break;
-                        }
-                        if not_leader(&status) && status.code() == tonic::Code::FailedPrecondition {
-                            // No leader known yet: try others, then back off.
-                            last = status;
-                            continue;
-                        }
-                        if retryable(&status) {
-                            if status.code() == tonic::Code::Unavailable {
-                                self.conns.drop_channel(&addr);
-                            }
-                            retried = true;
-                            last = status;
-                            continue;
-                        }
-                        return Err(CallError { status, retried });
-                    }
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(CallError {
-                    status: last,
-                    retried,
-                });
-            }
-            if !redirected {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
-            }
-        }
+        call_leader(
+            self.conns.endpoints(),
+            self.conns.options().timeout,
+            Port {
+                leader_hint,
+                retryable,
+            },
+            |addr| self.conns.client(addr),
+            |addr| self.conns.drop_channel(addr),
+            f,
+        )
+        .await
     }
 
     /// Signs records with `key` and submits them as one all-or-nothing request.
@@ -236,7 +181,9 @@ impl LedgerClient {
                     })
                     .collect()
             }
-            Err(CallError { status, retried }) if status.code() == tonic::Code::AlreadyExists => {
+            Err(CallError {
+                status, retried, ..
+            }) if status.code() == tonic::Code::AlreadyExists => {
                 let indexes = existing_indexes(&status);
                 if !retried || indexes.len() != records.len() {
                     return Err(ClientError::Duplicate { indexes });

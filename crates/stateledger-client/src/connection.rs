@@ -13,6 +13,7 @@ use stateledger_proto::v1::ledger_client::LedgerClient as Grpc;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
+use crate::follow::Endpoints;
 
 /// How to reach the cluster.
 #[derive(Clone, Debug)]
@@ -49,7 +50,7 @@ impl ConnectOptions {
 pub struct Connections {
     options: ConnectOptions,
     channels: Mutex<HashMap<String, Channel>>,
-    order: Mutex<Vec<String>>,
+    order: Endpoints,
 }
 
 impl Connections {
@@ -57,11 +58,11 @@ impl Connections {
         if options.endpoints.is_empty() {
             return Err(ClientError::Invalid("no endpoints given".into()));
         }
-        let order = options.endpoints.clone();
+        let order = Endpoints::new(options.endpoints.clone());
         Ok(Connections {
             options,
             channels: Mutex::new(HashMap::new()),
-            order: Mutex::new(order),
+            order,
         })
     }
 
@@ -69,16 +70,9 @@ impl Connections {
         &self.options
     }
 
-    /// Endpoints in the order to try them.
-    pub fn order(&self) -> Vec<String> {
-        self.order.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Moves `addr` to the front (adding it if new).
-    pub fn prefer(&self, addr: &str) {
-        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        order.retain(|a| a != addr);
-        order.insert(0, addr.to_string());
+    /// The endpoints in the order to try them (`follow::call_leader`).
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.order
     }
 
     /// Forgets a broken channel so the next call reconnects.

@@ -122,6 +122,7 @@ pub mod checkpoints;
 pub mod client;
 pub mod connection;
 pub mod error;
+pub mod follow;
 pub mod policy;
 
 pub use checkpoints::CheckpointTracker;

@@ -49,12 +49,14 @@ pub async fn wait_checkpoint(
         .await
         {
             Ok(Ok(())) => {}
-            _ => return Err(NotInTime {
-                what: format!(
+            _ => {
+                return Err(NotInTime {
+                    what: format!(
                     "no checkpoint with at least {min_size} leaves covering time {covering_time}"
                 ),
-                wait,
-            }),
+                    wait,
+                })
+            }
         }
     }
 }

@@ -36,8 +36,10 @@ pub mod grpc;
 #[cfg(madsim)]
 pub mod known_bad;
 pub mod ledger;
+pub mod listen;
 pub mod node;
 pub mod node_id;
+pub mod node_parts;
 pub mod raft;
 pub mod recovery;
 pub mod repair;

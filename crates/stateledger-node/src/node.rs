@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::note::{NoteSigner, NoteVerifier};
-use stateledger_proto::v1::cluster_server::ClusterServer;
-use stateledger_proto::v1::ledger_server::LedgerServer;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::batcher::{self, SubmitJob};
@@ -19,13 +17,14 @@ use crate::grpc::ledger_service::LedgerService;
 use crate::ledger::{Ledger, LedgerStateMachine};
 use crate::raft::network::{ClusterConnector, NetworkFactory};
 use crate::raft::{NodeId, NodeInfo, Raft};
-use crate::recovery::{self, NodeStorage};
+use crate::recovery;
 use crate::repair::RepairMode;
 use crate::store::log_store::LogStore;
 use crate::store::node_state::NodeStateHandle;
-use crate::store::StoreError;
-use crate::tls::TlsMaterial;
 
+#[cfg(not(madsim))]
+pub use crate::node_parts::open_storage;
+pub use crate::node_parts::NodeParts;
 pub use crate::start_error::StartError;
 
 /// Why a running node must stop (its storage engine failed, or Raft stopped).
@@ -175,29 +174,6 @@ impl NodeShared {
     }
 }
 
-/// Everything a node needs to start: its config, storage, TLS material, key and clock.
-pub struct NodeParts {
-    pub config: NodeConfig,
-    /// The ledger's and the Raft log's storage, as opened.
-    pub storage: NodeStorage,
-    pub tls: TlsMaterial,
-    pub signer: NoteSigner,
-    pub clock: Clock,
-    /// Simulation only: known-bad behaviours to re-introduce (all off by default).
-    #[cfg(madsim)]
-    pub known_bad: crate::known_bad::KnownBad,
-    /// Simulation only: which identity each simulated address has (the certificates the
-    /// harness would have issued; grpc/authz.rs).
-    #[cfg(madsim)]
-    pub peers: crate::grpc::authz::SimPeers,
-}
-
-impl std::fmt::Debug for NodeParts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NodeParts({})", self.config.node.name)
-    }
-}
-
 /// A started node.
 pub struct NodeHandle {
     pub shared: Arc<NodeShared>,
@@ -257,16 +233,6 @@ impl NodeInfo {
             checkpoint_key: signer.verifier().to_text(),
         }
     }
-}
-
-#[cfg(not(madsim))]
-async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| StartError::Listen {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })
 }
 
 /// Starts a node.
@@ -406,8 +372,20 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let (public_addr, cluster_addr) =
-        serve(&config, &tls, &shared, &shutdown_rx, &mut tasks).await?;
+    let services = crate::listen::Services {
+        ledger: LedgerService::new(shared.clone()),
+        cluster: ClusterService::new(shared.clone()),
+    };
+    let (public_addr, cluster_addr) = crate::listen::serve(
+        &config,
+        &tls,
+        services,
+        #[cfg(not(madsim))]
+        &shared.listeners,
+        &shutdown_rx,
+        &mut tasks,
+    )
+    .await?;
 
     tasks.push(tokio::spawn(crate::sigcheck::run(
         sig_rx,
@@ -527,132 +505,6 @@ pub fn parse_known(note: &str) -> Option<KnownCheckpoint> {
     })
 }
 
-async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-#[cfg(not(madsim))]
-async fn serve(
-    config: &NodeConfig,
-    tls: &TlsMaterial,
-    shared: &Arc<NodeShared>,
-    shutdown_rx: &watch::Receiver<bool>,
-    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<(SocketAddr, SocketAddr), StartError> {
-    use crate::conn_limit::{ActivityLayer, Listeners};
-    use crate::raft::network::CLUSTER_MESSAGE_BYTES_MAX;
-    let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()))
-        .max_decoding_message_size(config.limits.request_bytes_max)
-        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
-    let cluster_service = ClusterServer::new(ClusterService::new(shared.clone()))
-        .max_decoding_message_size(CLUSTER_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX);
-    use tonic::transport::Server;
-
-    let public = bind(&config.node.public_listen).await?;
-    let cluster = bind(&config.node.cluster_listen).await?;
-    let public_addr = public.local_addr().map_err(|e| StartError::Listen {
-        addr: config.node.public_listen.clone(),
-        reason: e.to_string(),
-    })?;
-    let cluster_addr = cluster.local_addr().map_err(|e| StartError::Listen {
-        addr: config.node.cluster_listen.clone(),
-        reason: e.to_string(),
-    })?;
-
-    let tls_err = |e: tonic::transport::Error| StartError::Config(format!("TLS: {e}"));
-    let c = &config.connections;
-    let ms = std::time::Duration::from_millis;
-    let handshake = ms(c.tls_handshake_timeout_ms);
-    let limits = shared.listeners.clone();
-    let mut public_server = Server::builder()
-        .tls_config(tls.public_server().timeout(handshake))
-        .map_err(tls_err)?
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(ms(c.keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(ms(c.keepalive_timeout_ms)))
-        .layer(ActivityLayer::new(limits.public.clone()));
-    let router = public_server.add_service(ledger_service);
-    let rx = shutdown_rx.clone();
-    let limiter = limits.public.clone();
-    tasks.push(tokio::spawn(async move {
-        let incoming = Listeners::incoming(limiter, public);
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
-            .await
-        {
-            tracing::error!(error = %e, "public listener stopped");
-        }
-    }));
-
-    let mut cluster_server = Server::builder()
-        .tls_config(tls.cluster_server().timeout(handshake))
-        .map_err(tls_err)?
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(ms(c.keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(ms(c.keepalive_timeout_ms)))
-        .layer(ActivityLayer::new(limits.cluster.clone()));
-    let router = cluster_server.add_service(cluster_service);
-    let rx = shutdown_rx.clone();
-    let limiter = limits.cluster.clone();
-    tasks.push(tokio::spawn(async move {
-        let incoming = Listeners::incoming(limiter, cluster);
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, wait_shutdown(rx))
-            .await
-        {
-            tracing::error!(error = %e, "cluster listener stopped");
-        }
-    }));
-    Ok((public_addr, cluster_addr))
-}
-
-#[cfg(madsim)]
-async fn serve(
-    config: &NodeConfig,
-    _tls: &TlsMaterial,
-    shared: &Arc<NodeShared>,
-    shutdown_rx: &watch::Receiver<bool>,
-    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<(SocketAddr, SocketAddr), StartError> {
-    use tonic::transport::Server;
-    let ledger_service = LedgerServer::new(LedgerService::new(shared.clone()));
-    let cluster_service = ClusterServer::new(ClusterService::new(shared.clone()));
-    let parse = |a: &str| {
-        a.parse::<SocketAddr>().map_err(|e| StartError::Listen {
-            addr: a.to_string(),
-            reason: e.to_string(),
-        })
-    };
-    let public_addr = parse(&config.node.public_listen)?;
-    let cluster_addr = parse(&config.node.cluster_listen)?;
-    let rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = Server::builder()
-            .add_service(ledger_service)
-            .serve_with_shutdown(public_addr, wait_shutdown(rx))
-            .await
-        {
-            tracing::error!(error = %e, "public listener stopped");
-        }
-    }));
-    let rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = Server::builder()
-            .add_service(cluster_service)
-            .serve_with_shutdown(cluster_addr, wait_shutdown(rx))
-            .await
-        {
-            tracing::error!(error = %e, "cluster listener stopped");
-        }
-    }));
-    Ok((public_addr, cluster_addr))
-}
-
 impl NodeHandle {
     /// Resolves when the node must stop ([`NodeShared::fail`]), with why.
     pub async fn fatal(&self) -> Fatal {
@@ -679,140 +531,5 @@ impl NodeHandle {
             t.abort();
             let _ = t.await;
         }
-    }
-}
-
-/// Opens the ledger (sled) and the Raft log file in `data_dir` (created mode 0700 if missing).
-/// Lost synced data is reported for recovery, not refused here; sled that came back with less
-/// than it had synced is [`StartError::Corrupt`].
-#[cfg(not(madsim))]
-pub fn open_storage(data_dir: &std::path::Path) -> Result<NodeStorage, StartError> {
-    let stored = |e: StoreError| match e {
-        StoreError::Corrupt { .. } | StoreError::LostWrites { .. } => StartError::Corrupt(e),
-        StoreError::Kv(k) if k.is_engine_failure() => StartError::Corrupt(StoreError::Kv(k)),
-        other => StartError::Store(other),
-    };
-    let existed = data_dir.exists();
-    crate::store::create_private_dir(data_dir).map_err(|e| {
-        StartError::Store(StoreError::Kv(crate::store::KvError::new(
-            "create data dir",
-            format!("{}: {e}", data_dir.display()),
-        )))
-    })?;
-    if existed {
-        tighten_permissions(data_dir);
-    }
-    let sled = crate::store::sled_kv::SledKv::open(data_dir).map_err(stored)?;
-    let log = crate::store::wal::WalKv::open_dir(data_dir).map_err(stored)?;
-    let mut ledger_findings = Vec::new();
-    if sled.marker_missing {
-        ledger_findings.push(format!(
-            "the ledger's sync number file {} is missing although sled has been synced, so \
-             writes sled lost cannot be ruled out",
-            data_dir.join(crate::store::sled_kv::SYNCED_FILE).display()
-        ));
-    }
-    Ok(NodeStorage {
-        ledger: Arc::new(sled.kv),
-        log: log.kv,
-        ledger_fresh: sled.fresh,
-        log_fresh: log.fresh,
-        ledger_findings,
-        disk: Arc::new(crate::space::FileSystem(data_dir.to_path_buf())),
-    })
-}
-
-/// A data directory readable by others is made owner-only (it holds the ledger); if that is
-/// not allowed, say so and go on.
-#[cfg(not(madsim))]
-fn tighten_permissions(dir: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let Ok(meta) = std::fs::metadata(dir) else {
-        return;
-    };
-    if meta.permissions().mode() & 0o077 != 0 {
-        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
-            tracing::warn!(dir = %dir.display(), error = %e, "the data directory is readable by others and cannot be made private");
-        }
-    }
-}
-
-#[cfg(all(test, not(madsim)))]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    fn mode(p: &std::path::Path) -> u32 {
-        std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn data_directories_are_owner_only() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let fresh = tmp.path().join("a/b/data");
-        drop(super::open_storage(&fresh).expect("opens"));
-        assert_eq!(mode(&fresh), 0o700, "a new data directory");
-        assert_eq!(
-            mode(&tmp.path().join("a")),
-            0o700,
-            "and the parents it made"
-        );
-
-        let open = tmp.path().join("open");
-        std::fs::create_dir(&open).expect("mkdir");
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        drop(super::open_storage(&open).expect("opens"));
-        assert_eq!(
-            mode(&open),
-            0o700,
-            "an existing one readable by others is tightened"
-        );
-        assert_eq!(
-            mode(&open.join("raft-log")),
-            0o700,
-            "the Raft log's directory"
-        );
-    }
-}
-
-#[cfg(not(madsim))]
-impl NodeParts {
-    /// Opens everything a config names: sled and the Raft log file in the data dir, TLS files,
-    /// the checkpoint key. A data directory that lost synced writes is [`StartError::Corrupt`].
-    pub fn load(config: NodeConfig) -> Result<NodeParts, StartError> {
-        // Everything that can be checked without the data directory is checked first, so a bad
-        // config never leaves a half-made data directory behind.
-        config.check().map_err(StartError::Config)?;
-        let tls = TlsMaterial::load(&config.tls).map_err(StartError::Config)?;
-        tls.check_node(config.node.id).map_err(|e| {
-            StartError::Config(format!("TLS files ({}): {e}", config.tls.cert.display()))
-        })?;
-        let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
-            StartError::Config(format!(
-                "cannot read checkpoint key {}: {e}",
-                config.node.checkpoint_key_file.display()
-            ))
-        })?;
-        let signer = NoteSigner::parse(&key_text).map_err(|e| {
-            StartError::Config(format!(
-                "checkpoint key {}: {e}",
-                config.node.checkpoint_key_file.display()
-            ))
-        })?;
-        if signer.name != config.node.name {
-            return Err(StartError::Config(format!(
-                "checkpoint key {} is named {:?} but the node is {:?}",
-                config.node.checkpoint_key_file.display(),
-                signer.name,
-                config.node.name
-            )));
-        }
-        let storage = open_storage(&config.node.data_dir)?;
-        Ok(NodeParts {
-            config,
-            storage,
-            tls,
-            signer,
-            clock: Clock::new(),
-        })
     }
 }
