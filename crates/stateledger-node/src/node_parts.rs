@@ -1,6 +1,7 @@
 //! What a node is started from ([`NodeParts`]), and how a real node gets it from its config:
 //! the data directory opened (owner-only), the TLS files and the checkpoint key read and checked.
 
+#[cfg(not(madsim))]
 use std::sync::Arc;
 
 use stateledger_core::note::NoteSigner;
@@ -8,7 +9,9 @@ use stateledger_core::note::NoteSigner;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::recovery::NodeStorage;
+#[cfg(not(madsim))]
 use crate::start_error::StartError;
+#[cfg(not(madsim))]
 use crate::store::StoreError;
 use crate::tls::TlsMaterial;
 

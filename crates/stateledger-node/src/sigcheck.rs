@@ -203,6 +203,7 @@ pub async fn run(mut rx: mpsc::Receiver<SigJob>, verified: std::sync::Arc<Verifi
     while let Some(batch) =
         crate::drain::recv_batch(&mut rx, SIG_BATCH_RECORDS_MAX, |j: &SigJob| j.records.len()).await
     {
+        #[cfg(not(madsim))]
         let count = batch.weight;
         let (records, replies): (Vec<_>, Vec<_>) = batch
             .items
