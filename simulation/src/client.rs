@@ -1,12 +1,16 @@
-//! A client's connection to the cluster over the simulated network: any node for reads, the
-//! leader for writes (following `x-stateledger-leader` redirects), every call bounded in time.
+//! A client's connection to the cluster over the simulated network: raw gRPC to any node for
+//! reads (whose answers the invariants check), and the real client library for writes
+//! ([`Writer`]), every call bounded in time.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
-use stateledger_node::grpc::{EXISTING_METADATA, LEADER_CLUSTER_METADATA, LEADER_METADATA};
+use stateledger_client::{ClientError, ConnectOptions};
+use stateledger_core::record::{decode_record, CheckedRecord, WriterKey};
+use stateledger_core::trust::TrustPolicy;
+use stateledger_node::grpc::LEADER_CLUSTER_METADATA;
 use stateledger_proto::v1 as pb;
 use stateledger_proto::v1::cluster_client::ClusterClient;
 use stateledger_proto::v1::ledger_client::LedgerClient;
@@ -15,8 +19,6 @@ use tonic::{Code, Status};
 
 /// Longest a client waits for one call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-/// Redirects followed for one submit.
-const REDIRECTS_MAX: usize = 3;
 
 /// What a submit came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +56,6 @@ pub async fn bounded<T>(
 pub struct Conn {
     /// Public addresses of all servers.
     addrs: Vec<String>,
-    leader: Option<String>,
     clients: BTreeMap<String, LedgerClient<Channel>>,
 }
 
@@ -62,7 +63,6 @@ impl Conn {
     pub fn new(addrs: Vec<String>) -> Conn {
         Conn {
             addrs,
-            leader: None,
             clients: BTreeMap::new(),
         }
     }
@@ -78,97 +78,86 @@ impl Conn {
         let i = thread_rng().gen_range(0..self.addrs.len());
         self.addrs[i].clone()
     }
+}
 
-    /// Submits one request, following redirects to the leader.
-    pub async fn submit(&mut self, records: Vec<pb::SignedRecord>) -> SubmitOutcome {
-        let count = records.len();
-        let mut addr = self.leader.clone().unwrap_or_else(|| self.random_addr());
-        let mut last = SubmitOutcome::Uncertain {
-            code: Code::Unknown,
-            message: "not sent".into(),
+/// A writer's connection: submits go through the real client library
+/// ([`stateledger_client::LedgerClient`]), so every seed runs its leader following (read from
+/// the nodes' `ErrorDetails`) and its deduplicating retry.
+#[derive(Debug)]
+pub struct Writer {
+    client: stateledger_client::LedgerClient,
+}
+
+impl Writer {
+    pub fn new(addrs: Vec<String>, policy: TrustPolicy) -> Writer {
+        let options = ConnectOptions {
+            timeout: CALL_TIMEOUT,
+            ..ConnectOptions::new(addrs, String::new())
         };
-        for _ in 0..=REDIRECTS_MAX {
-            let mut c = self.client(&addr);
-            let request = pb::SubmitRequest {
-                records: records.clone(),
-            };
-            match bounded(c.submit(request)).await {
-                Ok(resp) => {
-                    self.leader = Some(addr);
-                    let appended = resp
-                        .results
-                        .iter()
-                        .map(|r| {
-                            let mut h = [0u8; 32];
-                            if r.leaf_hash.len() == 32 {
-                                h.copy_from_slice(&r.leaf_hash);
-                            }
-                            (r.leaf_index, h)
-                        })
-                        .collect::<Vec<_>>();
-                    if appended.len() != count {
-                        return SubmitOutcome::Uncertain {
-                            code: Code::Internal,
-                            message: format!("{} results for {count} records", appended.len()),
-                        };
-                    }
-                    return SubmitOutcome::Appended(appended);
-                }
-                Err(status) => {
-                    let redirect = status
-                        .metadata()
-                        .get(LEADER_METADATA)
-                        .and_then(|v| v.to_str().ok())
-                        .filter(|a| !a.is_empty())
-                        .map(str::to_string);
-                    match (status.code(), redirect) {
-                        (Code::FailedPrecondition, Some(leader)) => {
-                            self.leader = Some(leader.clone());
-                            addr = leader;
-                            last = SubmitOutcome::Uncertain {
-                                code: status.code(),
-                                message: status.message().to_string(),
-                            };
-                            continue;
-                        }
-                        (Code::AlreadyExists, _) => {
-                            let indexes: Vec<u64> = status
-                                .metadata()
-                                .get(EXISTING_METADATA)
-                                .and_then(|v| v.to_str().ok())
-                                .map(|list| {
-                                    list.split(',').filter_map(|i| i.parse().ok()).collect()
-                                })
-                                .unwrap_or_default();
-                            if indexes.len() == count {
-                                return SubmitOutcome::AlreadyThere(indexes);
-                            }
-                            return SubmitOutcome::Uncertain {
-                                code: status.code(),
-                                message: status.message().to_string(),
-                            };
-                        }
-                        (
-                            Code::PermissionDenied | Code::InvalidArgument | Code::Unauthenticated,
-                            _,
-                        ) => {
-                            return SubmitOutcome::Refused {
-                                code: status.code(),
-                                message: status.message().to_string(),
-                            };
-                        }
-                        _ => {
-                            self.leader = None;
-                            return SubmitOutcome::Uncertain {
-                                code: status.code(),
-                                message: status.message().to_string(),
-                            };
-                        }
-                    }
-                }
-            }
+        Writer {
+            // Only fails for no endpoints, and a cluster always has servers.
+            client: stateledger_client::LedgerClient::new(options, policy)
+                .unwrap_or_else(|e| panic!("the simulated cluster's addresses make a client: {e}")),
         }
-        last
+    }
+
+    /// Submits one request (the client follows the leader and retries within
+    /// [`CALL_TIMEOUT`], resending the same bytes).
+    pub async fn submit(&self, records: Vec<pb::SignedRecord>) -> SubmitOutcome {
+        let count = records.len();
+        let records: Vec<CheckedRecord> = records.iter().map(as_sent).collect();
+        match self.client.submit(&records).await {
+            Ok(submitted) => {
+                SubmitOutcome::Appended(submitted.iter().map(|s| (s.index, s.leaf_hash)).collect())
+            }
+            Err(ClientError::Duplicate { indexes }) if indexes.len() == count => {
+                SubmitOutcome::AlreadyThere(indexes)
+            }
+            Err(ClientError::Duplicate { indexes }) => SubmitOutcome::Uncertain {
+                code: Code::AlreadyExists,
+                message: format!("{} existing leaves for {count} records", indexes.len()),
+            },
+            // Refusals that depend only on the request's bytes (and on grants, which the
+            // workload never revokes): an earlier attempt of the same request cannot have been
+            // appended, or this one would have found it.
+            Err(ClientError::Rejected { code, message })
+                if matches!(
+                    code,
+                    Code::PermissionDenied | Code::InvalidArgument | Code::Unauthenticated
+                ) =>
+            {
+                SubmitOutcome::Refused { code, message }
+            }
+            Err(ClientError::Rejected { code, message }) => {
+                SubmitOutcome::Uncertain { code, message }
+            }
+            Err(ClientError::Unavailable(message)) => SubmitOutcome::Uncertain {
+                code: Code::Unavailable,
+                message,
+            },
+            Err(e) => SubmitOutcome::Uncertain {
+                code: Code::Internal,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// A signed record as the workload built it, to be sent unchanged — including the records whose
+/// signature it broke on purpose, which the node (not the client) must refuse. So it is not
+/// checked here: the workload made every record valid and only ever damages a signature.
+fn as_sent(signed: &pb::SignedRecord) -> CheckedRecord {
+    let mut writer_key = [0u8; 32];
+    let mut signature = [0u8; 64];
+    let key_len = signed.writer_key.len().min(32);
+    writer_key[..key_len].copy_from_slice(&signed.writer_key[..key_len]);
+    let signature_len = signed.signature.len().min(64);
+    signature[..signature_len].copy_from_slice(&signed.signature[..signature_len]);
+    CheckedRecord {
+        record: decode_record(&signed.record).unwrap_or_default(),
+        bytes: signed.record.clone(),
+        writer_key: WriterKey(writer_key),
+        signature,
     }
 }
 

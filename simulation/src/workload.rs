@@ -17,7 +17,7 @@ use stateledger_core::trust::TrustPolicy;
 use tokio::sync::mpsc;
 use tonic::Code;
 
-use crate::client::{bounded, AdminConn, Conn, SubmitOutcome};
+use crate::client::{bounded, AdminConn, Conn, SubmitOutcome, Writer};
 use crate::history::{Ack, DataLossReport, SharedHistory};
 use crate::invariants::{acknowledged_records, served_proofs_verify};
 use crate::trace::Trace;
@@ -96,13 +96,13 @@ enum Known {
 }
 
 /// Sends one request and files what came of it.
-async fn submit(shared: &Shared, conn: &mut Conn, who: &str, batch: &[pb::SignedRecord]) -> Known {
+async fn submit(shared: &Shared, writer: &Writer, who: &str, batch: &[pb::SignedRecord]) -> Known {
     let hashes: Vec<[u8; 32]> = batch.iter().map(record_hash).collect();
     {
         let mut h = shared.history.lock();
         h.submitted.extend(hashes.iter().copied());
     }
-    let outcome = conn.submit(batch.to_vec()).await;
+    let outcome = writer.submit(batch.to_vec()).await;
     let at = shared.trace.elapsed();
     let mut h = shared.history.lock();
     match outcome {
@@ -178,11 +178,11 @@ pub async fn grant_writers(shared: Shared) {
             grants.push(sign(record(SYSTEMS[*s], 99, w as u64, body), &admin));
         }
     }
-    let mut conn = Conn::new(shared.public_addrs.clone());
+    let writer = Writer::new(shared.public_addrs.clone(), shared.policy.clone());
     while !shared.stop.load(Ordering::Relaxed) {
         // A refusal here would be a bug the client cannot see past (the admin key is named at
         // genesis); it is in the trace, and the grant is retried like an uncertain one.
-        if submit(&shared, &mut conn, "admin", &grants).await == Known::Acked {
+        if submit(&shared, &writer, "admin", &grants).await == Known::Acked {
             shared.granted.store(true, Ordering::Relaxed);
             return;
         }
@@ -194,6 +194,7 @@ pub async fn grant_writers(shared: Shared) {
 pub async fn client(shared: Shared, id: usize) {
     let who = format!("client-{id}");
     let mut conn = Conn::new(shared.public_addrs.clone());
+    let writer = Writer::new(shared.public_addrs.clone(), shared.policy.clone());
     let mut seq = 0u64;
     let mut uncertain: Vec<Vec<pb::SignedRecord>> = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -225,7 +226,7 @@ pub async fn client(shared: Shared, id: usize) {
                 if !retry && shared.forge_signatures && thread_rng().gen_bool(0.1) {
                     forge(&shared, &who, &mut batch);
                 }
-                if submit(&shared, &mut conn, &who, &batch).await == Known::Uncertain {
+                if submit(&shared, &writer, &who, &batch).await == Known::Uncertain {
                     uncertain.push(batch);
                     if uncertain.len() > UNCERTAIN_MAX {
                         uncertain.remove(0);
@@ -471,9 +472,9 @@ pub async fn probe(shared: Shared) -> Option<(u64, [u8; 32])> {
     let writer = writer_signer(0);
     let batch = vec![sign(mutation(SYSTEMS[0], 98, 1), &writer)];
     let hash = record_hash(&batch[0]);
-    let mut conn = Conn::new(shared.public_addrs.clone());
+    let writer = Writer::new(shared.public_addrs.clone(), shared.policy.clone());
     loop {
-        if submit(&shared, &mut conn, "probe", &batch).await == Known::Acked {
+        if submit(&shared, &writer, "probe", &batch).await == Known::Acked {
             let h = shared.history.lock();
             return h.acked_by_record.get(&hash).map(|i| (*i, hash));
         }
