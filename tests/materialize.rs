@@ -26,6 +26,9 @@ const SYSTEM: &str = "orders-service";
 const APP_TOML: &str = "[server]\nport = 8080\n\n[db]\nurl = \"postgres://db.internal/orders\"\npassword = \"s3cret-db\"\n";
 const ARTIFACT: &[u8] = b"#!/bin/sh\necho orders v1\n";
 const FX_RESPONSE: &str = "{\"EURUSD\": 1.0842}\n";
+/// The container image the environment runs in (a record keeps its digest, not its name).
+const IMAGE_DIGEST: &str =
+    "sha256:7d2a4f0c1e9b8a6d5c4b3a29180f7e6d5c4b3a291807f6e5d4c3b2a190817263";
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary paths")
@@ -258,6 +261,8 @@ impl Scenario {
                 "--time-source",
                 "host-chrony",
                 "--time-synchronized",
+                "--image-digest",
+                &format!("registry.example/orders@{IMAGE_DIGEST}"),
             ],
         ));
         submit(sl_in(
@@ -588,6 +593,15 @@ async fn everything_restores_and_verifies_from_the_cluster_and_offline() {
         environment["not_restorable"].to_string().contains("kernel"),
         "{environment:#}"
     );
+    assert_eq!(environment["container"], IMAGE_DIGEST, "{environment:#}");
+    // Without --image-repo the digest alone says what to pull but not from where.
+    assert!(!out.join("environment/Dockerfile").exists());
+    assert!(
+        step(&report, "environment")["notes"]
+            .to_string()
+            .contains("--image-repo"),
+        "{report:#}"
+    );
     let ran = Command::new(out.join("environment/run.sh"))
         .args(["sh", "-c", "printf %s \"$FEATURE_FAST_PATH/$ORDERS_MODE\""])
         .output()
@@ -639,15 +653,33 @@ async fn everything_restores_and_verifies_from_the_cluster_and_offline() {
     )
     .expect_code(0);
 
-    // Offline, from the saved proof: the same restore.
+    // Offline, from the saved proof: the same restore; told where the image is, a Dockerfile
+    // pinned to the recorded digest, with the feature flags.
     let proof = out.join("state_proof.json");
-    let (run, _, offline) = s.materialize_with(
+    let (run, offline_out, offline) = s.materialize_with(
         "restore-offline",
         &s.inputs(),
-        &["--proof", path(&proof), "--trust", path(&trust)],
+        &[
+            "--proof",
+            path(&proof),
+            "--trust",
+            path(&trust),
+            "--image-repo",
+            "registry.example/orders",
+        ],
     );
     run.expect_code(0);
     assert_eq!(offline["result"], "exact", "{offline:#}");
+    let dockerfile =
+        String::from_utf8(read(&offline_out.join("environment/Dockerfile"))).expect("UTF-8");
+    assert!(
+        dockerfile.contains(&format!("\nFROM registry.example/orders@{IMAGE_DIGEST}\n")),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("ENV FEATURE_FAST_PATH=\"on\""),
+        "{dockerfile}"
+    );
     assert_eq!(
         offline["ledger"]["state_digest"],
         report["ledger"]["state_digest"]
