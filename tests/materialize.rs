@@ -9,9 +9,9 @@
 //!   not empty stops it before anything is written (exit 2);
 //! - one test per failure, each exit 1 with the finding named, its record's leaf and the
 //!   inclusion proof of that leaf: a commit missing from --repo, code built from a dirty tree,
-//!   an artifact with another digest under its recorded name, a secret that does not match its
-//!   keyed digest, a payload missing from --payloads, a replay that diverges from a recorded
-//!   state digest.
+//!   an artifact with another digest under its recorded name, a lockfile that is not the
+//!   commit's, a secret that does not match its keyed digest, a payload missing from
+//!   --payloads, a replay that diverges from a recorded state digest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +112,9 @@ struct Story {
     wrong_state_digest_at: Option<u64>,
     /// The code is collected from a working tree with an uncommitted change.
     dirty: bool,
+    /// The code is collected with the lockfile changed after the commit (dependencies updated
+    /// and built, never committed).
+    lockfile_changed: bool,
 }
 
 /// A cluster with `orders-service` recorded, and the inputs a restore needs.
@@ -168,6 +171,9 @@ impl Scenario {
         if story.dirty {
             std::fs::write(repo.join("src/main.sh"), b"echo orders, patched by hand\n")
                 .expect("write");
+        }
+        if story.lockfile_changed {
+            std::fs::write(repo.join("Cargo.lock"), b"# lockfile v2, updated\n").expect("write");
         }
 
         let keys = dir.join("keys");
@@ -775,6 +781,43 @@ async fn code_built_from_a_dirty_tree_is_not_reproducible_from_the_commit_alone(
     );
     // The commit is still checked out, as it was committed.
     assert_eq!(read(&out.join("code/src/main.sh")), b"echo orders\n");
+}
+
+/// The build's lockfile is not the commit's: the checkout has other dependency versions than
+/// the ones recorded, and the artifacts step says so (as well as the code step's dirty tree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockfile_that_differs_from_the_commits_is_named() {
+    let s = Scenario::record(Story {
+        lockfile_changed: true,
+        ..Story::default()
+    })
+    .await;
+    let (run, out, report) = s.materialize("restore", &s.inputs());
+    run.expect_code(1);
+    assert_eq!(report["result"], "impossible", "{report:#}");
+    assert_eq!(step(&report, "artifacts")["result"], "failed", "{report:#}");
+    let f = findings(&report, "lockfile_mismatch");
+    assert_eq!(f.len(), 1, "{report:#}");
+    let message = f[0]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("\"Cargo.lock\"") && message.contains("other dependency versions"),
+        "{message}"
+    );
+    // The lockfile was part of the working tree when the code was recorded: dirty, too.
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    assert!(
+        rules
+            .iter()
+            .all(|r| *r == "lockfile_mismatch" || *r == "dirty_tree"),
+        "{rules:?}"
+    );
+    // The checkout holds the commit's lockfile, as committed.
+    assert_eq!(read(&out.join("code/Cargo.lock")), b"# lockfile v1\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
