@@ -10,8 +10,8 @@
 //! - one test per failure, each exit 1 with the finding named, its record's leaf and the
 //!   inclusion proof of that leaf: a commit missing from --repo, code built from a dirty tree,
 //!   an artifact with another digest under its recorded name, a lockfile that is not the
-//!   commit's, a secret that does not match its keyed digest, a payload missing from
-//!   --payloads, a replay that diverges from a recorded state digest.
+//!   commit's, a secret not supplied (a placeholder) or that does not match its keyed digest, a
+//!   payload missing from --payloads, a replay that diverges from a recorded state digest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -882,6 +882,70 @@ async fn a_secret_that_does_not_match_its_keyed_digest_is_not_written() {
     assert_eq!(
         read(&out.join("config/files/config/app.toml")),
         APP_TOML.as_bytes()
+    );
+}
+
+/// Without --secrets the secret entries are not guessed: each gets a placeholder and a finding,
+/// and nothing else is held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_not_supplied_gets_a_placeholder_and_a_finding() {
+    let s = Scenario::record(Story::default()).await;
+    let inputs = s.inputs();
+    let out = s.dir.join("restore-no-secrets");
+    let at = s.at.to_string();
+    let profile = s.profile();
+    let run = sl_in(
+        &s.dir,
+        &[],
+        &[
+            "materialize",
+            "--system",
+            SYSTEM,
+            "--at",
+            &at,
+            "--profile",
+            path(&profile),
+            "--out",
+            path(&out),
+            "--repo",
+            path(&inputs.repo),
+            "--artifacts",
+            path(&inputs.artifacts),
+            "--payloads",
+            path(&inputs.payloads),
+            "--replay",
+            &inputs.replay,
+            "--output",
+            "json",
+        ],
+    );
+    let report = run.json();
+    assert_fails_with(&run, &report, "secret_not_supplied", "config");
+    let f = findings(&report, "secret_not_supplied");
+    let keys: Vec<String> = f
+        .iter()
+        .map(|f| f["message"].as_str().expect("a message").to_string())
+        .collect();
+    for key in ["env:DB_PASSWORD", "file:config/app.toml"] {
+        assert!(
+            keys.iter().any(|m| m.starts_with(key)),
+            "{key} not named: {keys:?}"
+        );
+    }
+    let file = String::from_utf8(read(&out.join("config/files/config/app.toml"))).expect("UTF-8");
+    assert!(file.starts_with("STATELEDGER-PLACEHOLDER"), "{file}");
+    assert!(!file.contains("s3cret-db"), "{file}");
+    let env: serde_json::Value =
+        serde_json::from_slice(&read(&out.join("config/env.json"))).expect("JSON");
+    assert_eq!(
+        env["ORDERS_MODE"], "fast",
+        "a value in clear is still restored"
+    );
+    assert!(
+        env["DB_PASSWORD"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("STATELEDGER-PLACEHOLDER") && !v.contains("hunter2")),
+        "{env}"
     );
 }
 
