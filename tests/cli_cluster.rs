@@ -2,8 +2,9 @@
 //! a client profile, nothing else):
 //!
 //! - with the cluster down, every networked command gives up within `--timeout`, says what it
-//!   was waiting for and from where, and exits 2; `cluster status` exits 1 without a quorum;
-//!   a configured voter that has not heard from the cluster is `starting`, not `learner`;
+//!   was waiting for and from where, and exits 2 (membership changes included); `cluster
+//!   status` exits 1 without a quorum; a configured voter that has not heard from the cluster
+//!   is `starting`, not `learner`;
 //! - with the cluster up, `--output json` of every command that prints a result parses as
 //!   docs/CLI.md says; `consistency` proves exactly the sizes asked for (or names the published
 //!   ones) and refuses `--old` > `--new`; a closed standard output stops a command quietly; a
@@ -52,6 +53,24 @@ fn with_the_cluster_down_commands_give_up_in_time_and_say_why() {
         vec!["reconstruct", "--system", SYSTEM],
         vec!["gate", "--system", SYSTEM],
         vec!["grant", "--system", SYSTEM, "--writer", path(&admin_pub)],
+        // Membership changes, too: add-learner then gives a learner minutes to catch up, but
+        // a cluster that does not answer is found out within --timeout.
+        vec![
+            "cluster",
+            "add-learner",
+            "--id",
+            "4",
+            "--name",
+            "node-4",
+            "--public-addr",
+            "127.0.0.1:1",
+            "--cluster-addr",
+            "127.0.0.1:2",
+            "--checkpoint-key",
+            path(&admin_pub),
+        ],
+        vec!["cluster", "promote", "--id", "3"],
+        vec!["cluster", "remove", "--id", "3"],
     ] {
         let mut all = args.clone();
         all.extend(["--timeout", "1s"]);

@@ -9,9 +9,9 @@
 //!   not empty stops it before anything is written (exit 2);
 //! - one test per failure, each exit 1 with the finding named, its record's leaf and the
 //!   inclusion proof of that leaf: a commit missing from --repo, code built from a dirty tree,
-//!   an artifact with another digest under its recorded name, a secret that does not match its
-//!   keyed digest, a payload missing from --payloads, a replay that diverges from a recorded
-//!   state digest.
+//!   an artifact with another digest under its recorded name, a lockfile that is not the
+//!   commit's, a secret not supplied (a placeholder) or that does not match its keyed digest, a
+//!   payload missing from --payloads, a replay that diverges from a recorded state digest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +26,9 @@ const SYSTEM: &str = "orders-service";
 const APP_TOML: &str = "[server]\nport = 8080\n\n[db]\nurl = \"postgres://db.internal/orders\"\npassword = \"s3cret-db\"\n";
 const ARTIFACT: &[u8] = b"#!/bin/sh\necho orders v1\n";
 const FX_RESPONSE: &str = "{\"EURUSD\": 1.0842}\n";
+/// The container image the environment runs in (a record keeps its digest, not its name).
+const IMAGE_DIGEST: &str =
+    "sha256:7d2a4f0c1e9b8a6d5c4b3a29180f7e6d5c4b3a291807f6e5d4c3b2a190817263";
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary paths")
@@ -109,6 +112,9 @@ struct Story {
     wrong_state_digest_at: Option<u64>,
     /// The code is collected from a working tree with an uncommitted change.
     dirty: bool,
+    /// The code is collected with the lockfile changed after the commit (dependencies updated
+    /// and built, never committed).
+    lockfile_changed: bool,
 }
 
 /// A cluster with `orders-service` recorded, and the inputs a restore needs.
@@ -165,6 +171,9 @@ impl Scenario {
         if story.dirty {
             std::fs::write(repo.join("src/main.sh"), b"echo orders, patched by hand\n")
                 .expect("write");
+        }
+        if story.lockfile_changed {
+            std::fs::write(repo.join("Cargo.lock"), b"# lockfile v2, updated\n").expect("write");
         }
 
         let keys = dir.join("keys");
@@ -258,6 +267,8 @@ impl Scenario {
                 "--time-source",
                 "host-chrony",
                 "--time-synchronized",
+                "--image-digest",
+                &format!("registry.example/orders@{IMAGE_DIGEST}"),
             ],
         ));
         submit(sl_in(
@@ -588,6 +599,15 @@ async fn everything_restores_and_verifies_from_the_cluster_and_offline() {
         environment["not_restorable"].to_string().contains("kernel"),
         "{environment:#}"
     );
+    assert_eq!(environment["container"], IMAGE_DIGEST, "{environment:#}");
+    // Without --image-repo the digest alone says what to pull but not from where.
+    assert!(!out.join("environment/Dockerfile").exists());
+    assert!(
+        step(&report, "environment")["notes"]
+            .to_string()
+            .contains("--image-repo"),
+        "{report:#}"
+    );
     let ran = Command::new(out.join("environment/run.sh"))
         .args(["sh", "-c", "printf %s \"$FEATURE_FAST_PATH/$ORDERS_MODE\""])
         .output()
@@ -639,15 +659,33 @@ async fn everything_restores_and_verifies_from_the_cluster_and_offline() {
     )
     .expect_code(0);
 
-    // Offline, from the saved proof: the same restore.
+    // Offline, from the saved proof: the same restore; told where the image is, a Dockerfile
+    // pinned to the recorded digest, with the feature flags.
     let proof = out.join("state_proof.json");
-    let (run, _, offline) = s.materialize_with(
+    let (run, offline_out, offline) = s.materialize_with(
         "restore-offline",
         &s.inputs(),
-        &["--proof", path(&proof), "--trust", path(&trust)],
+        &[
+            "--proof",
+            path(&proof),
+            "--trust",
+            path(&trust),
+            "--image-repo",
+            "registry.example/orders",
+        ],
     );
     run.expect_code(0);
     assert_eq!(offline["result"], "exact", "{offline:#}");
+    let dockerfile =
+        String::from_utf8(read(&offline_out.join("environment/Dockerfile"))).expect("UTF-8");
+    assert!(
+        dockerfile.contains(&format!("\nFROM registry.example/orders@{IMAGE_DIGEST}\n")),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("ENV FEATURE_FAST_PATH=\"on\""),
+        "{dockerfile}"
+    );
     assert_eq!(
         offline["ledger"]["state_digest"],
         report["ledger"]["state_digest"]
@@ -745,6 +783,43 @@ async fn code_built_from_a_dirty_tree_is_not_reproducible_from_the_commit_alone(
     assert_eq!(read(&out.join("code/src/main.sh")), b"echo orders\n");
 }
 
+/// The build's lockfile is not the commit's: the checkout has other dependency versions than
+/// the ones recorded, and the artifacts step says so (as well as the code step's dirty tree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockfile_that_differs_from_the_commits_is_named() {
+    let s = Scenario::record(Story {
+        lockfile_changed: true,
+        ..Story::default()
+    })
+    .await;
+    let (run, out, report) = s.materialize("restore", &s.inputs());
+    run.expect_code(1);
+    assert_eq!(report["result"], "impossible", "{report:#}");
+    assert_eq!(step(&report, "artifacts")["result"], "failed", "{report:#}");
+    let f = findings(&report, "lockfile_mismatch");
+    assert_eq!(f.len(), 1, "{report:#}");
+    let message = f[0]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("\"Cargo.lock\"") && message.contains("other dependency versions"),
+        "{message}"
+    );
+    // The lockfile was part of the working tree when the code was recorded: dirty, too.
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    assert!(
+        rules
+            .iter()
+            .all(|r| *r == "lockfile_mismatch" || *r == "dirty_tree"),
+        "{rules:?}"
+    );
+    // The checkout holds the commit's lockfile, as committed.
+    assert_eq!(read(&out.join("code/Cargo.lock")), b"# lockfile v1\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_with_another_digest_under_its_name_is_named() {
     let s = Scenario::record(Story::default()).await;
@@ -807,6 +882,70 @@ async fn a_secret_that_does_not_match_its_keyed_digest_is_not_written() {
     assert_eq!(
         read(&out.join("config/files/config/app.toml")),
         APP_TOML.as_bytes()
+    );
+}
+
+/// Without --secrets the secret entries are not guessed: each gets a placeholder and a finding,
+/// and nothing else is held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_not_supplied_gets_a_placeholder_and_a_finding() {
+    let s = Scenario::record(Story::default()).await;
+    let inputs = s.inputs();
+    let out = s.dir.join("restore-no-secrets");
+    let at = s.at.to_string();
+    let profile = s.profile();
+    let run = sl_in(
+        &s.dir,
+        &[],
+        &[
+            "materialize",
+            "--system",
+            SYSTEM,
+            "--at",
+            &at,
+            "--profile",
+            path(&profile),
+            "--out",
+            path(&out),
+            "--repo",
+            path(&inputs.repo),
+            "--artifacts",
+            path(&inputs.artifacts),
+            "--payloads",
+            path(&inputs.payloads),
+            "--replay",
+            &inputs.replay,
+            "--output",
+            "json",
+        ],
+    );
+    let report = run.json();
+    assert_fails_with(&run, &report, "secret_not_supplied", "config");
+    let f = findings(&report, "secret_not_supplied");
+    let keys: Vec<String> = f
+        .iter()
+        .map(|f| f["message"].as_str().expect("a message").to_string())
+        .collect();
+    for key in ["env:DB_PASSWORD", "file:config/app.toml"] {
+        assert!(
+            keys.iter().any(|m| m.starts_with(key)),
+            "{key} not named: {keys:?}"
+        );
+    }
+    let file = String::from_utf8(read(&out.join("config/files/config/app.toml"))).expect("UTF-8");
+    assert!(file.starts_with("STATELEDGER-PLACEHOLDER"), "{file}");
+    assert!(!file.contains("s3cret-db"), "{file}");
+    let env: serde_json::Value =
+        serde_json::from_slice(&read(&out.join("config/env.json"))).expect("JSON");
+    assert_eq!(
+        env["ORDERS_MODE"], "fast",
+        "a value in clear is still restored"
+    );
+    assert!(
+        env["DB_PASSWORD"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("STATELEDGER-PLACEHOLDER") && !v.contains("hunter2")),
+        "{env}"
     );
 }
 

@@ -3,7 +3,7 @@
 //! reconstructing one system's state in a large ledger. Prints numbers; asserts nothing.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,17 +14,21 @@ use stateledger_core::record::{pb, Body, CheckedRecord};
 use stateledger_core::trust::TrustPolicy;
 
 use super::dev::{spawn, wait_ready};
+use super::output::OutputArgs;
 use super::profile::Profile;
 use super::submit::now_nanos;
-use crate::{errln, outln};
+use crate::errln;
 
 pub const HELP: &str = "\
 Examples:
   stateledger bench cluster --levels 1,16,64,256 --seconds 10
   stateledger bench cluster --etcd --floor
   stateledger bench reconstruct --ledgers 10000,1000000
+  stateledger bench cluster --levels 16 --seconds 5 --output json > run.json
 
 docs/PERFORMANCE.md has the method and the numbers. Benchmarks print numbers and assert nothing.
+With --output json the running lines go to standard error and standard output holds one JSON
+document at the end (docs/CLI.md).
 
 Exit status:
   0  the benchmark ran
@@ -75,6 +79,8 @@ pub struct ClusterArgs {
     /// record per gRPC request can be faster than this on this machine.
     #[arg(long)]
     pub floor: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -88,9 +94,55 @@ pub struct ReconstructArgs {
     /// Keep the ledgers here instead of a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `outln!` for a benchmark's running text: standard output, or standard error with
+/// `--output json` (see [`say`]).
+#[macro_export]
+macro_rules! bench_say {
+    ($($arg:tt)*) => {
+        $crate::cmd::bench::say(format_args!($($arg)*))
+    };
+}
+
+/// Set by `--output json`: the lines a benchmark prints as it goes are then progress on
+/// standard error, and standard output holds only the JSON document printed at the end.
+static LINES_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Prints one line of a benchmark's running text (see [`LINES_TO_STDERR`]).
+pub fn say(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    if LINES_TO_STDERR.load(Ordering::Relaxed) {
+        errln!("{args}");
+        Ok(())
+    } else {
+        crate::cmd::output::line(args)
+    }
+}
+
+/// One concurrency level as `--output json` prints it (docs/CLI.md).
+pub fn level_json(r: &LevelResult) -> serde_json::Value {
+    serde_json::json!({
+        "clients": r.clients,
+        "requests": r.ops,
+        "records_per_request": r.records_per_op,
+        "seconds": r.seconds,
+        "records_per_second": r.rate(),
+        "latency_ms_p50": r.p50_us as f64 / 1000.0,
+        "latency_ms_p99": r.p99_us as f64 / 1000.0,
+        "latency_ms_p999": r.p999_us as f64 / 1000.0,
+        "errors": r.errors,
+        "leader_cpu_us_per_record": r.cpu_us_per_op,
+    })
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let output = match &command {
+        BenchCommand::Cluster(a) => a.output,
+        BenchCommand::Reconstruct(a) => a.output,
+    };
+    LINES_TO_STDERR.store(output.is_json(), Ordering::Relaxed);
     match command {
         BenchCommand::Cluster(a) => run_cluster(a),
         BenchCommand::Reconstruct(a) => super::bench_reconstruct::run(a),
@@ -261,7 +313,7 @@ where
 }
 
 fn print_level(name: &str, r: &LevelResult) -> anyhow::Result<()> {
-    outln!(
+    crate::bench_say!(
         "{name:<12} {:>5} clients  {:>10.0} {}  p50 {:>8.2} ms  p99 {:>8.2} ms  p999 {:>8.2} ms  errors {:>4}{}",
         r.clients,
         r.rate(),
@@ -320,6 +372,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         .map(|i| NoteSigner::from_seed(&format!("bench-writer-{i}"), &rand::random::<[u8; 32]>()))
         .collect::<Result<_, _>>()?;
     let pool = presign(&writers, args.pool, args.record_bytes)?;
+    let pool_record_bytes = pool.first().map_or(0, |r| r.bytes.len());
     let pool = Arc::new(pool);
     let rt = super::runtime()?;
     let results = rt.block_on(async {
@@ -342,7 +395,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             };
             client.sign_and_submit(vec![grant], admin.signing_key()).await?;
         }
-        outln!(
+        crate::bench_say!(
             "StateLedger: 3 nodes on loopback, TLS, fsync per commit, records ~{} B, {} per request, {} s per level; checkpoints cosigned at most every {} ms, published at most every {} ms",
             pool.first().map_or(0, |r| r.bytes.len()),
             args.records_per_request,
@@ -389,22 +442,26 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             print_level("stateledger", &r)?;
             results.push(r);
         }
+        let mut floor = Vec::new();
         if args.floor {
-            outln!("floor: the leader's Status RPC over the same TLS channels (no Raft, no disk, no signature check); leader CPU is per call")?;
+            crate::bench_say!("floor: the leader's Status RPC over the same TLS channels (no Raft, no disk, no signature check); leader CPU is per call")?;
             for &level in &args.levels {
                 let r = rpc_floor(&client, &endpoints, &nodes, &ca, &policy, level, args.seconds).await?;
                 print_level("rpc floor", &r)?;
+                floor.push(r);
             }
         }
-        anyhow::Ok(results)
+        anyhow::Ok((results, floor))
     })?;
+    let (results, floor) = results;
     drop(nodes);
+    let mut etcd = Vec::new();
     if args.etcd {
         let etcd_results =
             super::bench_etcd::run(&dir, base, &args.levels, args.seconds, args.record_bytes)?;
-        outln!("\nratio (StateLedger / etcd, same machine, same run):")?;
+        crate::bench_say!("\nratio (StateLedger / etcd, same machine, same run):")?;
         for (s, e) in results.iter().zip(&etcd_results) {
-            outln!(
+            crate::bench_say!(
                 "{:>5} clients  throughput x{:.2}  p50 {:.2} vs {:.2} ms  p99 {:.2} vs {:.2} ms",
                 s.clients,
                 s.rate() / e.rate().max(1e-9),
@@ -414,6 +471,20 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 e.p99_us as f64 / 1000.0
             )?;
         }
+        etcd = etcd_results;
+    }
+    if args.output.is_json() {
+        let levels = |rs: &[LevelResult]| rs.iter().map(level_json).collect::<Vec<_>>();
+        super::output::json(&serde_json::json!({
+            "record_bytes": pool_record_bytes,
+            "records_per_request": args.records_per_request,
+            "seconds_per_level": args.seconds,
+            "checkpoint_interval_ms": cadence.0,
+            "publish_interval_ms": cadence.1,
+            "stateledger": levels(&results),
+            "floor": levels(&floor),
+            "etcd": levels(&etcd),
+        }))?;
     }
     Ok(())
 }

@@ -13,7 +13,6 @@ use stateledger_proto::etcdserverpb::PutRequest;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::bench::{child_dir, closed_loop, print_result, results_of, LevelResult};
-use crate::outln;
 
 struct Members(Vec<Child>);
 
@@ -133,7 +132,7 @@ pub fn run(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        outln!(
+        crate::bench_say!(
             "\netcd {}: 3 members on loopback, TLS, same certificates, values {record_bytes} B",
             etcd.display()
         )?;

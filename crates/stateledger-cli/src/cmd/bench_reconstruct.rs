@@ -19,7 +19,6 @@ use stateledger_node::store::sled_kv::SledKv;
 use stateledger_node::store::Store;
 
 use super::bench::ReconstructArgs;
-use crate::outln;
 
 const SYSTEM: &str = "orders-service";
 const OTHER_SYSTEMS: u64 = 1000;
@@ -123,10 +122,11 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
     let admin = NoteSigner::from_seed("admin", &rand::random::<[u8; 32]>())?;
     let writer = NoteSigner::from_seed("writer", &rand::random::<[u8; 32]>())?;
     let policy = TrustPolicy::new("stateledger.bench/reconstruct", 1, vec![node.verifier()])?;
-    outln!(
+    crate::bench_say!(
         "reconstruction of one system ({} records) with state proof, sled on disk",
         args.system_records
     )?;
+    let mut ledgers = Vec::new();
     for &n in &args.ledgers {
         let dir = root.join(format!("ledger-{n}"));
         let kv = SledKv::open(&dir).map_err(anyhow::Error::msg)?.kv;
@@ -211,7 +211,7 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             )])
             .map_err(anyhow::Error::msg)?;
         let built = started.elapsed();
-        outln!(
+        crate::bench_say!(
             "ledger of {} leaves built in {:.1} s (signing {:.1} s)",
             ledger.current_progress().size,
             built.as_secs_f64(),
@@ -259,7 +259,19 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
         let reparsed: StateProof = serde_json::from_slice(&json)?;
         reparsed.verify(&policy)?;
         let offline = t2.elapsed();
-        outln!(
+        ledgers.push(serde_json::json!({
+            "leaves": n,
+            "build_seconds": built.as_secs_f64(),
+            "signing_seconds": signing.as_secs_f64(),
+            "serve_ms": serve.as_secs_f64() * 1e3,
+            "build_and_check_ms": build.as_secs_f64() * 1e3,
+            "offline_verify_ms": offline.as_secs_f64() * 1e3,
+            "total_ms": (serve + build + offline).as_secs_f64() * 1e3,
+            "records": summary.state.records,
+            "proof_bytes": json.len(),
+            "verdict": summary.verdict.result,
+        }));
+        crate::bench_say!(
             "  {:>9} leaves: serve history {:>7.1} ms, build + check state proof {:>7.1} ms, offline parse + verify {:>7.1} ms, total {:>7.1} ms; {} records, proof {:.2} MB, verdict {}",
             n,
             serve.as_secs_f64() * 1e3,
@@ -270,6 +282,12 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             json.len() as f64 / 1e6,
             summary.verdict.result
         )?;
+    }
+    if args.output.is_json() {
+        super::output::json(&serde_json::json!({
+            "system_records": args.system_records,
+            "ledgers": ledgers,
+        }))?;
     }
     Ok(())
 }

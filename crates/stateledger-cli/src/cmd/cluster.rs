@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use stateledger_client::ClientError;
 use stateledger_core::note::NoteVerifier;
 use stateledger_proto::v1 as pb;
 
 use super::output::OutputArgs;
-use super::profile::{humantime, ProfileArgs};
+use super::profile::{explain, humantime, Connected, ProfileArgs};
 use super::progress::Progress;
 use crate::outln;
 
@@ -52,7 +53,8 @@ Examples:
 Start the new node first (`stateledger node run --config node-4.toml`). The command returns
 once the learner has caught up (by snapshot if needed), showing its progress on a terminal;
 then `stateledger cluster promote --id 4` makes it a voter. Needs the profile's admin
-certificate.
+certificate. --timeout bounds the wait for a leader to answer; the catch-up that follows is
+given at least 10 minutes.
 
 Exit status:
   0  the learner was added and caught up
@@ -337,15 +339,47 @@ async fn status(profile: ProfileArgs, output: OutputArgs) -> anyhow::Result<Exit
     Ok(code)
 }
 
+/// The least time `add-learner` gives the learner to catch up, whatever --timeout says.
+const CATCH_UP_MIN: Duration = Duration::from_secs(600);
+
+/// Waits, within --timeout, until a node answers and names a leader. A membership change goes
+/// to the leader, and `add-learner` then waits for the catch-up far longer than --timeout: a
+/// cluster that is down or has no leader is found out here, and said so, within --timeout.
+async fn reach_leader(cluster: &Connected, what: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + cluster.timeout;
+    cluster
+        .wait(&format!("a leader to ask for {what}"), async {
+            loop {
+                if cluster.client.status(None).await?.leader_id != 0 {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClientError::Unavailable(
+                        "nodes answer but none knows a leader (an election under way, or no \
+                         quorum)"
+                            .into(),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+}
+
 /// Adds a learner and, while the leader waits for it to catch up, shows its tree size against
 /// the leader's (on a terminal).
 async fn add_learner(
     profile: &ProfileArgs,
     request: pb::AddLearnerRequest,
 ) -> anyhow::Result<pb::AdminResponse> {
-    let p = profile.load()?;
-    // Catching up may take much longer than one call: at least ten minutes.
-    let admin = p.admin(profile.timeout.max(Duration::from_secs(600)))?;
+    let what = format!("node {} to be added as a learner", request.node_id);
+    let cluster = profile.connect()?;
+    reach_leader(&cluster, &what).await?;
+    let p = &cluster.profile;
+    // Catching up may take much longer than one call: at least ten minutes, once a leader is
+    // known to answer (above, within --timeout).
+    let catch_up = profile.timeout.max(CATCH_UP_MIN);
+    let admin = p.admin(catch_up)?;
     let watcher = p.client(Duration::from_secs(2))?;
     let learner_addr = request.public_addr.clone();
     let name = request.name.clone();
@@ -354,7 +388,9 @@ async fn add_learner(
     let bar = Progress::bar(0, &format!("{name} catching up"));
     loop {
         tokio::select! {
-            r = &mut add => return Ok(r?),
+            r = &mut add => {
+                return r.map_err(|e| explain(e, &what, &p.cluster_endpoints, catch_up));
+            }
             () = tokio::time::sleep(Duration::from_millis(500)) => {
                 let leader = watcher.status(None).await.ok();
                 let learner = watcher.status(Some(&learner_addr)).await.ok();
@@ -415,12 +451,21 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<ExitCode> {
                 output,
                 id,
             } => {
-                let admin = profile.load()?.admin(profile.timeout)?;
-                let r = if is_promote {
-                    admin.promote(id).await?
+                let what = if is_promote {
+                    format!("node {id} to be promoted to voter")
                 } else {
-                    admin.remove(id).await?
+                    format!("node {id} to be removed")
                 };
+                let cluster = profile.connect()?;
+                reach_leader(&cluster, &what).await?;
+                let p = &cluster.profile;
+                let admin = p.admin(profile.timeout)?;
+                let r = if is_promote {
+                    admin.promote(id).await
+                } else {
+                    admin.remove(id).await
+                }
+                .map_err(|e| explain(e, &what, &p.cluster_endpoints, profile.timeout))?;
                 print_admin(output, &r)?;
                 Ok(ExitCode::SUCCESS)
             }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use stateledger_node::config::NodeConfig;
 use stateledger_node::node::{start, NodeParts, StartError};
 
+use super::output::OutputArgs;
+
 pub const HELP: &str = "\
 Examples:
   stateledger node run --config cluster-configs/single-node.toml
@@ -32,6 +34,9 @@ pub const REPAIR_HELP: &str = "\
 Examples:
   stateledger node repair --config node-2.toml --reason \"disk replaced\"
   stateledger node run --config node-2.toml      # then copies the ledger from the cluster
+
+Output: what was moved where and whether the vote was kept; with --output json
+{\"node\", \"quarantine\", \"vote\", \"vote_unknown\"} (docs/CLI.md).
 
 Exit status:
   0  repaired: the old storage is in <data_dir>/quarantine-<time>/
@@ -63,6 +68,8 @@ pub enum NodeCommand {
     /// caught up (docs/OPERATIONS.md, "Repairing a node").
     #[command(after_help = REPAIR_HELP)]
     Repair {
+        #[command(flatten)]
+        output: OutputArgs,
         /// The node's config file (the node must be stopped).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -131,7 +138,11 @@ fn follow_dev_parent() {
 pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
     let (config, log_format) = match command {
         NodeCommand::Run { config, log_format } => (config, log_format),
-        NodeCommand::Repair { config, reason } => return repair(&config, &reason),
+        NodeCommand::Repair {
+            output,
+            config,
+            reason,
+        } => return repair(&config, &reason, output),
     };
     follow_dev_parent();
     init_tracing_as(log_format);
@@ -176,10 +187,23 @@ pub fn run(command: NodeCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn repair(config: &std::path::Path, reason: &str) -> anyhow::Result<ExitCode> {
+fn repair(config: &std::path::Path, reason: &str, output: OutputArgs) -> anyhow::Result<ExitCode> {
     let config = NodeConfig::load(config)?;
     let report = stateledger_node::recovery::repair_data_dir(&config, reason)
         .map_err(|e| anyhow::anyhow!("cannot repair {}: {e}", config.node.name))?;
+    if output.is_json() {
+        super::output::json(&serde_json::json!({
+            "node": config.node.name,
+            // Absolute, so a program need not know where the config was read from.
+            "quarantine": std::path::absolute(&report.quarantine)
+                .unwrap_or(report.quarantine.clone())
+                .display()
+                .to_string(),
+            "vote": report.vote.map(|v| v.to_string()),
+            "vote_unknown": report.vote_unknown,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::outln!(
         "{}: moved the old ledger and Raft log to {}",
         config.node.name,

@@ -454,4 +454,84 @@ mod tests {
         assert_eq!(short("6.1.0-21-amd64"), "6.1.0-21-am…");
         assert_eq!(short("6.1.0-21-amd64").chars().count(), LABEL_CHARS_MAX);
     }
+
+    /// The `<li>` items of one `<section id=...>` of the page, as (rule, weight).
+    fn findings_in(page: &str, section: &str) -> Vec<(String, String)> {
+        let start = page
+            .find(&format!("<section id=\"{section}\">"))
+            .unwrap_or_else(|| panic!("no section {section}"));
+        let body = &page[start..];
+        let body = &body[..body.find("</section>").expect("the section ends")];
+        body.split("<li ")
+            .skip(1)
+            .map(|li| {
+                let attr = |name: &str| {
+                    let from = li.find(name).expect("attribute") + name.len();
+                    li[from..li[from..].find('"').expect("closing quote") + from].to_string()
+                };
+                let weight = li
+                    .split("<span class=\"weight\">")
+                    .nth(1)
+                    .and_then(|w| w.split("</span>").next())
+                    .expect("each finding shows its weight")
+                    .to_string();
+                (attr("data-rule=\""), weight)
+            })
+            .collect()
+    }
+
+    /// Warnings are listed apart from the blocking reasons, each with its confidence weight:
+    /// the `warning-service` state proof of docs/test-vectors is exact with every warning.
+    #[test]
+    fn warnings_are_listed_apart_from_reasons_with_their_weights() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/test-vectors");
+        let read = |name: &str| std::fs::read(root.join(name)).expect("the vectors are there");
+        let policy = stateledger_core::trust::TrustPolicy::from_json(&read("trust_policy.json"))
+            .expect("the vectors' policy");
+        let vectors: serde_json::Value =
+            serde_json::from_slice(&read("state_proofs.json")).expect("JSON");
+        let case = vectors["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .find(|c| {
+                c["valid"] == true
+                    && c["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("warning-service"))
+            })
+            .expect("the warning-service case");
+        let proof: StateProof =
+            serde_json::from_str(case["document"].as_str().expect("a document")).expect("a proof");
+        let summary = proof.verify(&policy).expect("it verifies");
+        assert!(summary.verdict.reasons.is_empty());
+        let page = html(&proof, &summary).expect("the report renders");
+
+        assert!(
+            findings_in(&page, "reasons").is_empty(),
+            "no blocking reason"
+        );
+        let warnings = findings_in(&page, "warnings");
+        let expected: Vec<(String, String)> = summary
+            .verdict
+            .warnings
+            .iter()
+            .map(|f| (f.rule().to_string(), format!("\u{2212}{}", f.weight())))
+            .collect();
+        assert_eq!(warnings, expected);
+        let rules: Vec<&str> = warnings.iter().map(|(r, _)| r.as_str()).collect();
+        for rule in [
+            "dirty_code",
+            "clock_unsynchronized",
+            "mutations_without_payload_digest",
+            "observed_time_regression",
+            "state_digest_ahead",
+        ] {
+            assert!(rules.contains(&rule), "{rule} missing: {rules:?}");
+        }
+        assert!(
+            expected.iter().all(|(_, w)| w != "\u{2212}0"),
+            "each warning lowers confidence: {expected:?}"
+        );
+    }
 }

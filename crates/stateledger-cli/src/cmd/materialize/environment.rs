@@ -1,7 +1,8 @@
 //! Step 4, environment: `environment/environment.json` (the record, what this machine is, and
 //! what no tool can restore), `environment/flags.env` (feature flags as environment variables),
 //! `environment/run.sh` (runs a command with the recorded flags and configuration after checking
-//! the architecture and runtimes), and a `Dockerfile` when a named image digest was recorded.
+//! the architecture and runtimes), and `environment/Dockerfile` when an image digest was recorded
+//! and `--image-repo` says where to pull it from (a record holds the digest only, never a name).
 //!
 //! An environment is described, not rebuilt: the kernel, the hardware and the clock's discipline
 //! belong to the machine, and the report says so instead of pretending.
@@ -31,7 +32,57 @@ pub fn flag_variable(name: &str) -> String {
     format!("FEATURE_{body}")
 }
 
-pub fn restore(state: &SystemState, out: &OutDir, log: &mut StepLog<'_>) -> anyhow::Result<()> {
+/// Longest `--image-repo`.
+const IMAGE_REPO_BYTES_MAX: usize = 255;
+
+/// `--image-repo`: a registry and repository as a container reference names them
+/// (`registry.example:5000/team/orders`), without a tag or digest. Only ASCII letters, digits and
+/// `.`, `_`, `-`, `/`, `:` — nothing that could end the Dockerfile's `FROM` line.
+pub fn parse_image_repo(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > IMAGE_REPO_BYTES_MAX {
+        return Err(format!(
+            "give a registry and repository of 1 to {IMAGE_REPO_BYTES_MAX} bytes, e.g. registry.example/orders"
+        ));
+    }
+    if text.contains('@') {
+        return Err(format!(
+            "{text:?} holds a digest: give the name only (registry.example/orders); the digest is the recorded one"
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':')))
+    {
+        return Err(format!(
+            "{text:?} holds {c:?}: a registry and repository are ASCII letters, digits, '.', '_', '-', '/' and ':' (e.g. registry.example/orders)"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// `environment/Dockerfile`: the recorded image, pinned by its digest, with the feature flags.
+fn dockerfile(
+    state: &SystemState,
+    leaf_index: u64,
+    image: &str,
+    flags: &BTreeMap<String, (String, String)>,
+) -> anyhow::Result<String> {
+    let mut d = format!(
+        "# The image recorded for {} (leaf {leaf_index}), pinned by its digest.\nFROM {image}\n",
+        state.system
+    );
+    for (var, (_, value)) in flags {
+        d.push_str(&format!("ENV {var}={}\n", serde_json::to_string(value)?));
+    }
+    Ok(d)
+}
+
+pub fn restore(
+    state: &SystemState,
+    out: &OutDir,
+    image_repo: Option<&str>,
+    log: &mut StepLog<'_>,
+) -> anyhow::Result<()> {
     let Some(env) = &state.environment else {
         log.summary = "no environment record up to T: nothing to describe".into();
         return Ok(());
@@ -71,7 +122,8 @@ pub fn restore(state: &SystemState, out: &OutDir, log: &mut StepLog<'_>) -> anyh
         "recorded": e,
         "this_machine": {"os": std::env::consts::OS, "arch": std::env::consts::ARCH},
         "feature_flag_variables": flags.iter().map(|(var, (name, value))| json!({"name": name, "value": value, "variable": var})).collect::<Vec<_>>(),
-        "container": container_ref(&e.container_image),
+        "container": (!e.container_image.is_empty()).then(|| e.container_image.clone()),
+        "container_pull": pinned_image(&e.container_image, image_repo),
         "not_restorable": not_restorable,
     });
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
@@ -92,21 +144,22 @@ pub fn restore(state: &SystemState, out: &OutDir, log: &mut StepLog<'_>) -> anyh
         ]
         .map(String::from),
     );
-    if let Some(image) = container_ref(&e.container_image).filter(|i| i.contains('@')) {
-        let mut d = format!(
-            "# The image recorded for {} (leaf {}).\nFROM {image}\n",
-            state.system, env.leaf_index
-        );
-        for (var, (_, value)) in &flags {
-            d.push_str(&format!("ENV {var}={}\n", serde_json::to_string(value)?));
+    match (pinned_image(&e.container_image, image_repo), image_repo) {
+        (Some(image), _) => {
+            let d = dockerfile(state, env.leaf_index, &image, &flags)?;
+            out.write("environment/Dockerfile", d.as_bytes())?;
+            log.files.push("environment/Dockerfile".into());
         }
-        out.write("environment/Dockerfile", d.as_bytes())?;
-        log.files.push("environment/Dockerfile".into());
-    } else if !e.container_image.is_empty() {
-        log.note(format!(
-            "the container image is recorded by digest only ({}): pull it by digest from the registry that holds it",
+        (None, None) if !e.container_image.is_empty() => log.note(format!(
+            "the container image is recorded by its digest only ({}): give --image-repo with \
+             the registry and repository that hold it for environment/Dockerfile, or pull it by \
+             digest from there",
             e.container_image
-        ));
+        )),
+        (None, Some(repo)) => log.note(format!(
+            "--image-repo {repo} is not used: no container image was recorded for this environment"
+        )),
+        (None, None) => {}
     }
     if e.arch != std::env::consts::ARCH {
         log.note(format!(
@@ -135,9 +188,12 @@ pub fn restore(state: &SystemState, out: &OutDir, log: &mut StepLog<'_>) -> anyh
     Ok(())
 }
 
-/// The image reference to pull: as recorded (`registry/name@sha256:…` or a bare digest).
-fn container_ref(image: &str) -> Option<String> {
-    (!image.is_empty()).then(|| image.to_string())
+/// The image to pull, pinned: `--image-repo` and the recorded digest (`NAME@sha256:…`).
+fn pinned_image(digest: &str, image_repo: Option<&str>) -> Option<String> {
+    match image_repo {
+        Some(repo) if !digest.is_empty() => Some(format!("{repo}@{digest}")),
+        _ => None,
+    }
 }
 
 /// `environment/run.sh`: checks the architecture and the recorded runtimes, exports the feature
@@ -200,5 +256,32 @@ mod tests {
             "FEATURE_CHECKOUT_NEW_FLOW"
         );
         assert_eq!(flag_variable("FAST_PATH"), "FEATURE_FAST_PATH");
+    }
+
+    #[test]
+    fn image_repos_are_names_that_cannot_break_the_from_line() {
+        for good in [
+            "registry.example/orders",
+            "registry.example:5000/team/orders-svc",
+            "orders",
+        ] {
+            assert_eq!(parse_image_repo(good).as_deref(), Ok(good));
+        }
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for bad in [
+            String::new(),
+            format!("registry.example/orders@{digest}"),
+            "orders\nRUN rm -rf /".to_string(),
+            "orders latest".to_string(),
+            "x".repeat(IMAGE_REPO_BYTES_MAX + 1),
+        ] {
+            assert!(parse_image_repo(&bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            pinned_image(&digest, Some("registry.example/orders")),
+            Some(format!("registry.example/orders@{digest}"))
+        );
+        assert_eq!(pinned_image("", Some("registry.example/orders")), None);
+        assert_eq!(pinned_image(&digest, None), None);
     }
 }

@@ -57,7 +57,8 @@ commit as a detached `git worktree` of --repo), artifacts (found under --artifac
 never by name) and lockfiles (compared with the checkout), configuration (every file and
 environment variable exactly as recorded; secrets only from --secrets, each checked against
 its keyed digest with --salt-file, else a placeholder), environment (environment.json and
-run.sh; the kernel and the clock cannot be restored by a tool), mutations (the ordered list
+run.sh, and with --image-repo a Dockerfile pinned to the recorded image digest; the kernel
+and the clock cannot be restored by a tool), mutations (the ordered list
 with Kafka offsets and transaction ids; payloads found under --payloads by digest; --replay runs
 the reducer of `stateledger replay` in --out and compares the recorded state digests) and
 nondeterminism (seeds, clock readings and call results in nondeterminism/captures.json).
@@ -124,6 +125,11 @@ pub struct MaterializeArgs {
     /// run with `sh -c` in --out with the restored configuration's environment variables.
     #[arg(long, value_name = "REDUCER", requires = "payloads")]
     pub replay: Option<String>,
+    /// Where the recorded container image can be pulled from, e.g. registry.example/orders.
+    /// The ledger records the image's digest only; with this, environment/Dockerfile starts
+    /// FROM NAME@<recorded digest>, the image pinned.
+    #[arg(long, value_name = "NAME", value_parser = environment::parse_image_repo)]
+    pub image_repo: Option<String>,
 }
 
 /// What was given besides the proof, checked before anything is written.
@@ -412,7 +418,7 @@ fn restore(
         &mut inputs.artifacts,
         config_log,
     )?;
-    environment::restore(state, out, environment_log)?;
+    environment::restore(state, out, args.image_repo.as_deref(), environment_log)?;
     let payloads = mutations::restore(state, out, inputs.payloads.as_mut(), mutations_log)?;
     {
         let mut indexes: Vec<&mut DigestIndex> = Vec::new();
