@@ -72,6 +72,10 @@ impl AdminClient {
         let deadline = tokio::time::Instant::now() + self.options.timeout;
         let mut order = self.options.endpoints.clone();
         let mut last = String::from("no endpoint answered");
+        // As in the ledger client's `call`: a redirect to an address that did not answer is not
+        // followed again in this call (the leader's advertised cluster address may not be
+        // reachable from here); the other endpoints are tried instead.
+        let mut unreachable: Vec<String> = Vec::new();
         loop {
             let mut redirected = false;
             for addr in order.clone() {
@@ -86,6 +90,10 @@ impl AdminClient {
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string);
                         if let Some(leader) = leader.filter(|l| *l != addr) {
+                            if unreachable.contains(&leader) {
+                                last = format!("{addr}: {}", status.message());
+                                continue;
+                            }
                             order.retain(|a| *a != leader);
                             order.insert(0, leader);
                             redirected = true;
@@ -95,6 +103,9 @@ impl AdminClient {
                             tonic::Code::Unavailable
                             | tonic::Code::DeadlineExceeded
                             | tonic::Code::Unknown => {
+                                if status.code() == tonic::Code::Unavailable {
+                                    unreachable.push(addr.clone());
+                                }
                                 last = format!("{addr}: {}", status.message());
                             }
                             code => {

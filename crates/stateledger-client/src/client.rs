@@ -1,5 +1,6 @@
 //! The high-level client.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -120,6 +121,13 @@ impl LedgerClient {
         let mut retried = false;
         let mut backoff = Duration::from_millis(25);
         let mut last = tonic::Status::unavailable("no endpoint tried");
+        // Addresses that did not answer this call. A redirect to one of them is not followed
+        // again: the leader's advertised address may be one this client cannot reach (its
+        // endpoints are NAT'd or published ports, as in deploy/compose.yaml), and following it
+        // would send the client round between a follower and that address until its deadline,
+        // never trying the endpoints after the follower. It stays first in the order (it may
+        // come back); the round just goes on to the other endpoints.
+        let mut unreachable: HashSet<String> = HashSet::new();
         loop {
             let mut redirected = false;
             for addr in self.conns.order() {
@@ -142,6 +150,11 @@ impl LedgerClient {
                     }
                     Err(status) => {
                         if let Some(leader) = leader_hint(&status) {
+                            if unreachable.contains(&leader) {
+                                tracing::debug!(from = %addr, to = %leader, "the leader named did not answer: trying the other endpoints");
+                                last = status;
+                                continue;
+                            }
                             tracing::debug!(from = %addr, to = %leader, "following the leader");
                             self.conns.prefer(&leader);
                             redirected = true;
@@ -158,6 +171,7 @@ impl LedgerClient {
                         if retryable(&status) {
                             if status.code() == tonic::Code::Unavailable {
                                 self.conns.drop_channel(&addr);
+                                unreachable.insert(addr.clone());
                             }
                             retried = true;
                             last = status;
