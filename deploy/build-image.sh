@@ -4,14 +4,14 @@
 #
 #   deploy/build-image.sh
 #   STATELEDGER_IMAGE=registry.example/stateledger:1.0 deploy/build-image.sh
+#   deploy/build-image.sh --dev      # from the debug build (deploy/build-static.sh --dev)
 #
 # No base image is pulled: the image holds only the binary and two empty directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image="${STATELEDGER_IMAGE:-stateledger:latest}"
-bin="$(deploy/build-static.sh | tail -n 1)"
-context="$(dirname "$bin")/image-context"
-rm -rf "$context"
+bin="$(deploy/build-static.sh "$@" | tail -n 1)"
+context="$(mktemp -d)"
 mkdir -p "$context/rootfs/data" "$context/rootfs/pki"
 # Without its debug information (line tables; the symbols stay, so backtraces still name the
 # functions): 27 MB instead of 113 MB. The host keeps the full binary.

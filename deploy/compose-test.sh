@@ -11,12 +11,15 @@
 #   4. starts that container again and waits until it has caught up (same tree size and root);
 # then `docker-compose down -v` and removes the image, however it exits.
 #
-#   deploy/compose-test.sh                 # run by .ci/run when docker works
+#   deploy/compose-test.sh                 # the release build (target/static)
+#   deploy/compose-test.sh --dev           # the debug build made static (.ci/run, after .ci/test)
 #
-# Takes (2-vCPU machine shared with other builds): the static release build ~10-16 min cold,
-# seconds when target/static is warm; everything after it ~1 min (measured: see
-# docs/OPERATIONS.md, "Deploying"). Host ports 17101-17103 and 17201-17203 by default
-# (STATELEDGER_PORT_PREFIX=17); the compose project is stateledger-compose-test.
+# Takes, measured on a 2-vCPU machine shared with other builds (load average 5 to 12): the
+# static release build 11 min cold (20 min at load 12 to rebuild the workspace's crates), a no-op
+# when target/static is up to date; with --dev, after a debug build (`cargo test`), 1.5 min;
+# the image 12 s; the test itself, after the build, 16-40 s (docs/OPERATIONS.md, "Deploying").
+# Host ports 17101-17103 and 17201-17203 by default (STATELEDGER_PORT_PREFIX=17); the compose
+# project is stateledger-compose-test.
 # STATELEDGER_COMPOSE_KEEP=1 leaves a failed run's cluster and files in place for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,8 +53,8 @@ trap cleanup EXIT
 
 step "static binary and image"
 build_started=$SECONDS
-deploy/build-image.sh >/dev/null
-bin="$PWD/target/static/x86_64-unknown-linux-gnu/release/stateledger"
+bin="$PWD/$(deploy/build-static.sh "$@" | tail -n 1)"
+deploy/build-image.sh "$@" >/dev/null
 image_bytes="$(docker image inspect --format '{{.Size}}' "$STATELEDGER_IMAGE")"
 echo "built in $((SECONDS - build_started)) s; image $STATELEDGER_IMAGE: $((image_bytes / 1024 / 1024)) MiB"
 started=$SECONDS   # the times below are the test's own, after the build
