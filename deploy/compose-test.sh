@@ -15,9 +15,9 @@
 #   deploy/compose-test.sh --dev           # the debug build made static (.ci/run, after .ci/test)
 #
 # Takes, measured on a 2-vCPU machine shared with other builds (load average 5 to 12): the
-# static release build 11 min cold (20 min at load 12 to rebuild the workspace's crates), a no-op
+# static release build 11 min cold (6 to 20 min to rebuild the workspace's crates), a no-op
 # when target/static is up to date; with --dev, after a debug build (`cargo test`), 1.5 min;
-# the image 12 s; the test itself, after the build, 16-40 s (docs/OPERATIONS.md, "Deploying").
+# the image 12 s; the test itself, after the build, 11-40 s (docs/OPERATIONS.md, "Deploying").
 # Host ports 17101-17103 and 17201-17203 by default (STATELEDGER_PORT_PREFIX=17); the compose
 # project is stateledger-compose-test.
 # STATELEDGER_COMPOSE_KEEP=1 leaves a failed run's cluster and files in place for inspection.
