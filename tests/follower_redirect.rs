@@ -121,3 +121,46 @@ async fn a_follower_redirects_writes_to_the_leader() {
         other => panic!("expected NOT_FOUND from the leader, got {other:?}"),
     }
 }
+
+/// A client that reaches the nodes at other addresses than the ones they advertise (NAT, or a
+/// container's published ports as with deploy/compose.yaml) is redirected by a follower to an
+/// address it cannot reach. It must go on to the other endpoints it knows and find the leader
+/// there, instead of going round between the follower and that address until its deadline
+/// (what deploy/compose-test.sh ran into after the leader's container was killed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_the_client_cannot_follow_does_not_hide_the_leader() {
+    let mut cluster = TestCluster::new(3);
+    // Every member advertises a public address on which nothing listens.
+    cluster.edit_config(1, |c| {
+        for m in &mut c.cluster.initial_members {
+            m.public_addr = "127.0.0.1:1".to_string();
+        }
+    });
+    cluster.start_all();
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let writer = writer_key("nat-writer");
+    // The follower first: its redirect names 127.0.0.1:1.
+    let client = cluster.client_of(&[follower, leader], Duration::from_secs(20));
+    client
+        .sign_and_submit(
+            vec![records::grant(SYSTEM, &writer)],
+            cluster.admin_signer().signing_key(),
+        )
+        .await
+        .expect("the grant reaches the leader through its own endpoint");
+    let record = records::signed(records::mutation(SYSTEM, "invoice-nat", 1), &writer);
+    let started = std::time::Instant::now();
+    let submitted = client
+        .submit(std::slice::from_ref(&record))
+        .await
+        .expect("appended through the leader's own endpoint");
+    assert_eq!(submitted.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "found the leader without waiting out the deadline: {:?}",
+        started.elapsed()
+    );
+}

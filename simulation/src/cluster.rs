@@ -279,6 +279,7 @@ fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
             public_addr: format!("{}:{PUBLIC_PORT}", server_ip(i)),
             cluster_addr: format!("{}:{CLUSTER_PORT}", server_ip(i)),
             checkpoint_key: node_signer(i as u64 + 1).verifier().to_text(),
+            checkpoint_pub_file: None,
         })
         .collect();
     NodeConfig {
@@ -301,6 +302,7 @@ fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
         cluster: ClusterSection {
             origin: ORIGIN.to_string(),
             admin_keys: vec![admin_signer().verifier().to_text()],
+            admin_pub_files: Vec::new(),
             bootstrap: id == 1,
             initial_members: if id == 1 { members } else { Vec::new() },
         },

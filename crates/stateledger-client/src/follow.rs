@@ -5,6 +5,7 @@
 //! cannot answer now, and backs off between rounds until the deadline. What a node's answer
 //! means is read from its `ErrorDetails` (`connection::error_details`), never from its text.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -83,6 +84,13 @@ where
     let mut backoff = BACKOFF_FIRST;
     let mut last = tonic::Status::unavailable("no endpoint tried");
     let mut last_endpoint = String::new();
+    // Addresses that did not answer this call. A redirect to one of them is not followed again:
+    // the leader's advertised address may be one this client cannot reach (its endpoints are
+    // NAT'd or published ports, as in deploy/compose.yaml), and following it would send the
+    // client round between a follower and that address until its deadline, never trying the
+    // endpoints after the follower. It stays first in the order (it may come back); the round
+    // just goes on to the other endpoints.
+    let mut unreachable: HashSet<String> = HashSet::new();
     loop {
         let mut redirected = false;
         for addr in endpoints.order() {
@@ -107,6 +115,12 @@ where
                 Err(status) => status,
             };
             if let Some(leader) = (port.leader_hint)(&status).filter(|l| *l != addr) {
+                if unreachable.contains(&leader) {
+                    tracing::debug!(from = %addr, to = %leader, "the leader named did not answer: trying the other endpoints");
+                    last = status;
+                    last_endpoint = addr;
+                    continue;
+                }
                 tracing::debug!(from = %addr, to = %leader, "following the leader");
                 endpoints.prefer(&leader);
                 redirected = true;
@@ -123,6 +137,7 @@ where
             if (port.retryable)(&status) {
                 if status.code() == tonic::Code::Unavailable {
                     gone(&addr);
+                    unreachable.insert(addr.clone());
                 }
                 retried = true;
                 last = status;

@@ -102,6 +102,11 @@ pub struct ClusterSection {
     /// Admin public keys (C2SP verifier key text) allowed to sign policy records. Used at genesis.
     #[serde(default)]
     pub admin_keys: Vec<String>,
+    /// Files holding more admin public keys, one key text each (a `stateledger keygen` `.pub`
+    /// file): read when the config is loaded and added to `admin_keys`. For configs written before
+    /// the keys exist (deploy/compose.yaml's nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_pub_files: Vec<PathBuf>,
     /// Whether this node creates the cluster when it starts with no state. Exactly one node of a
     /// new cluster sets this; the others join as members it names or are added later.
     #[serde(default)]
@@ -118,8 +123,13 @@ pub struct MemberConfig {
     pub name: String,
     pub public_addr: String,
     pub cluster_addr: String,
-    /// C2SP verifier key text of the member's checkpoint key.
+    /// C2SP verifier key text of the member's checkpoint key. Give it, or `checkpoint_pub_file`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub checkpoint_key: String,
+    /// A file holding that key text (the member's `.pub` from `stateledger keygen`), read when
+    /// the config is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_pub_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -240,11 +250,58 @@ impl NodeConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        config
+            .read_key_files()
+            .map_err(|reason| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         config.check().map_err(|reason| ConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
         })?;
         Ok(config)
+    }
+
+    /// Replaces `admin_pub_files` and each member's `checkpoint_pub_file` by the key text they
+    /// hold (the first line, trimmed), so that the rest of the node sees keys only as text.
+    pub fn read_key_files(&mut self) -> Result<(), String> {
+        fn read_key(path: &Path, what: &str) -> Result<String, String> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+            let key = text.lines().next().unwrap_or("").trim();
+            if key.is_empty() {
+                return Err(format!("{what} file {} is empty", path.display()));
+            }
+            Ok(key.to_string())
+        }
+        for path in std::mem::take(&mut self.cluster.admin_pub_files) {
+            self.cluster
+                .admin_keys
+                .push(read_key(&path, "cluster.admin_pub_files: the admin key")?);
+        }
+        for m in &mut self.cluster.initial_members {
+            match (m.checkpoint_key.is_empty(), m.checkpoint_pub_file.take()) {
+                (true, Some(path)) => {
+                    m.checkpoint_key =
+                        read_key(&path, &format!("member {}'s checkpoint key", m.id))?
+                }
+                (false, Some(_)) => {
+                    return Err(format!(
+                        "member {} has both checkpoint_key and checkpoint_pub_file; give one",
+                        m.id
+                    ))
+                }
+                (true, None) => {
+                    return Err(format!(
+                        "member {} needs checkpoint_key (key text) or checkpoint_pub_file",
+                        m.id
+                    ))
+                }
+                (false, None) => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn resolve_paths(&mut self, base: &Path) {
@@ -254,7 +311,15 @@ impl NodeConfig {
             &mut self.tls.ca_cert,
             &mut self.tls.cert,
             &mut self.tls.key,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.cluster.admin_pub_files.iter_mut())
+        .chain(
+            self.cluster
+                .initial_members
+                .iter_mut()
+                .filter_map(|m| m.checkpoint_pub_file.as_mut()),
+        ) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -139,6 +139,7 @@ pub fn create(dir: &Path, nodes: u64, base_port: u16, origin: &str) -> Result<De
             public_addr: format!("127.0.0.1:{public}"),
             cluster_addr: format!("127.0.0.1:{cluster}"),
             checkpoint_key: signer.verifier().to_text(),
+            checkpoint_pub_file: None,
         });
         signers.push(signer);
     }
@@ -212,6 +213,7 @@ fn write_node(
         cluster: ClusterSection {
             origin: origin.to_string(),
             admin_keys: vec![admin_key.to_string()],
+            admin_pub_files: Vec::new(),
             bootstrap,
             initial_members: if bootstrap {
                 members.to_vec()
@@ -265,6 +267,7 @@ pub fn add_node(dir: &Path, id: u64, base_port: u16) -> Result<DevNode, String> 
         public_addr: format!("127.0.0.1:{public}"),
         cluster_addr: format!("127.0.0.1:{cluster}"),
         checkpoint_key: signer.verifier().to_text(),
+        checkpoint_pub_file: None,
     };
     let admin = existing
         .cluster

@@ -1,6 +1,7 @@
 //! `stateledger certs`: the cluster's PKI — a cluster CA, and node, admin and client certificates
 //! that name their role and identity (`stateledger:node:<id>` and so on, docs/SECURITY.md). Private
-//! keys are written mode 0600; nothing is overwritten without `--force`.
+//! keys are written mode 0600; nothing is overwritten without `--force`; `--if-missing` keeps what
+//! exists.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,10 +24,12 @@ Examples:
 A node's certificate (stateledger:node:<id>, file node-<id>.pem unless --name) is valid as TLS
 server and client for the --host names and addresses; an admin's or a client's only as TLS client.
 Keep ca.key.pem offline once the certificates are issued: whoever holds it can issue any identity.
-With --output json: {\"identity\", \"cert_file\", \"key_file\", \"not_after\"}.
+With --output json: {\"identity\", \"cert_file\", \"key_file\", \"not_after\"}. --if-missing
+leaves an existing certificate and key untouched (not_after is then null): for provisioning that
+runs again, like deploy/compose.yaml's init services.
 
 Exit status:
-  0  the certificate and key were written
+  0  the certificate and key were written (or, with --if-missing, both already existed)
   2  they were not: a file exists (--force overwrites), the CA key is missing or does not match
      ca.pem, a bad name or host, --out not writable";
 
@@ -55,8 +58,12 @@ pub struct CaArgs {
     #[arg(long, default_value_t = 3650)]
     days: u64,
     /// Overwrite existing files.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "if_missing")]
     force: bool,
+    /// If both files already exist, keep them and succeed: provisioning that runs again (an init
+    /// container) leaves the PKI as it is. One file without the other is still an error.
+    #[arg(long)]
+    if_missing: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -73,8 +80,12 @@ pub struct Issue {
     #[arg(long, default_value_t = 365)]
     days: u64,
     /// Overwrite existing files.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "if_missing")]
     force: bool,
+    /// If both files already exist, keep them and succeed: provisioning that runs again (an init
+    /// container) leaves the PKI as it is. One file without the other is still an error.
+    #[arg(long)]
+    if_missing: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -167,13 +178,30 @@ fn not_after(valid_for: Duration) -> String {
         .unwrap_or_else(|_| secs.to_string())
 }
 
-fn refuse_existing(force: bool, files: &[&Path]) -> anyhow::Result<()> {
-    if !force {
-        if let Some(f) = files.iter().find(|f| f.exists()) {
-            bail!("{} already exists; pass --force to overwrite", f.display());
-        }
+/// Whether to write `files`: yes if none exists or `force`; no if all exist and `if_missing`;
+/// otherwise an error naming the file that exists.
+fn should_write(force: bool, if_missing: bool, files: &[&Path]) -> anyhow::Result<bool> {
+    if force {
+        return Ok(true);
     }
-    Ok(())
+    let existing: Vec<&&Path> = files.iter().filter(|f| f.exists()).collect();
+    match existing.first() {
+        None => Ok(true),
+        Some(_) if if_missing && existing.len() == files.len() => Ok(false),
+        Some(f) if if_missing => bail!(
+            "{} exists but not the rest of {}; remove it or pass --force to overwrite",
+            f.display(),
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+        Some(f) => bail!(
+            "{} already exists; pass --force to overwrite (or --if-missing to keep it)",
+            f.display()
+        ),
+    }
 }
 
 /// The output directory, readable by the owner only when created here (it holds keys).
@@ -186,7 +214,9 @@ fn make_ca(args: CaArgs) -> anyhow::Result<()> {
     let valid_for = days(args.days)?;
     let cert_path = args.out.join("ca.pem");
     let key_path = args.out.join("ca.key.pem");
-    refuse_existing(args.force, &[&cert_path, &key_path])?;
+    if !should_write(args.force, args.if_missing, &[&cert_path, &key_path])? {
+        return kept(&args.output, "cluster CA", &cert_path, &key_path);
+    }
     create_out(&args.out)?;
     let ca = DevCa::generate_valid(Some(valid_for)).context("generating the CA")?;
     write_private(&key_path, &ca.key_pem())?;
@@ -232,7 +262,9 @@ fn issue(
     }
     let cert_path = args.out.join(format!("{name}.pem"));
     let key_path = args.out.join(format!("{name}.key.pem"));
-    refuse_existing(args.force, &[&cert_path, &key_path])?;
+    if !should_write(args.force, args.if_missing, &[&cert_path, &key_path])? {
+        return kept(&args.output, &identity.uri(), &cert_path, &key_path);
+    }
     create_out(&args.out)?;
     let (cert, key) = ca
         .issue_valid(identity, name, hosts, Some(valid_for))
@@ -247,6 +279,25 @@ fn issue(
         &key_path,
         &not_after(valid_for),
     )
+}
+
+/// `--if-missing` found both files: says so, in the shape of [`report`].
+fn kept(output: &OutputArgs, identity: &str, cert: &Path, key: &Path) -> anyhow::Result<()> {
+    if output.is_json() {
+        return super::output::json(&serde_json::json!({
+            "identity": identity,
+            "cert_file": cert,
+            "key_file": key,
+            "not_after": null,
+            "kept": true,
+        }));
+    }
+    outln!(
+        "{identity}: kept the existing {} and {}",
+        cert.display(),
+        key.display()
+    )?;
+    Ok(())
 }
 
 fn report(
@@ -270,4 +321,42 @@ fn report(
         key.display()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_args(out: &Path, force: bool, if_missing: bool) -> CaArgs {
+        CaArgs {
+            out: out.to_path_buf(),
+            days: 10,
+            force,
+            if_missing,
+            output: OutputArgs::default(),
+        }
+    }
+
+    #[test]
+    fn if_missing_keeps_a_complete_pair_and_refuses_half_of_one() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let out = tmp.path().join("pki");
+        make_ca(ca_args(&out, false, true)).expect("made the first time");
+        let ca = std::fs::read_to_string(out.join("ca.pem")).expect("read");
+        make_ca(ca_args(&out, false, true)).expect("kept the second time");
+        assert_eq!(
+            std::fs::read_to_string(out.join("ca.pem")).expect("read"),
+            ca
+        );
+        let err = make_ca(ca_args(&out, false, false)).expect_err("exists");
+        assert!(err.to_string().contains("--if-missing"), "{err}");
+        std::fs::remove_file(out.join("ca.key.pem")).expect("rm");
+        let err = make_ca(ca_args(&out, false, true)).expect_err("half a pair");
+        assert!(err.to_string().contains("not the rest of"), "{err}");
+        make_ca(ca_args(&out, true, false)).expect("--force replaces it");
+        assert_ne!(
+            std::fs::read_to_string(out.join("ca.pem")).expect("read"),
+            ca
+        );
+    }
 }

@@ -21,7 +21,7 @@ Prints the verifier key text (what trust policies and grants name); with --outpu
 {\"name\", \"verifier_key\", \"key_file\", \"pub_file\"}.
 
 Exit status:
-  0  both files were written
+  0  both files were written (or, with --if-missing, both already existed)
   2  they were not: an invalid name, a file exists (--force overwrites), --out not writable";
 
 #[derive(clap::Args, Debug)]
@@ -33,8 +33,12 @@ pub struct Args {
     #[arg(long, default_value = ".")]
     out: PathBuf,
     /// Overwrite existing key files.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "if_missing")]
     force: bool,
+    /// If both key files already exist, keep them, print the existing verifier key and succeed
+    /// (provisioning that runs again). One file without the other is still an error.
+    #[arg(long)]
+    if_missing: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -62,16 +66,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let key_path = args.out.join(format!("{}.key", args.name));
     let pub_path = args.out.join(format!("{}.pub", args.name));
-    if !args.force && (key_path.exists() || pub_path.exists()) {
-        bail!(
-            "{} or {} already exists; pass --force to overwrite",
-            key_path.display(),
-            pub_path.display()
-        );
-    }
-    write_private(&key_path, &format!("{}\n", signer.to_text()))?;
-    std::fs::write(&pub_path, format!("{}\n", signer.verifier().to_text()))
-        .with_context(|| format!("cannot write {}", pub_path.display()))?;
+    let signer = if !args.force && args.if_missing && key_path.exists() && pub_path.exists() {
+        // Kept: what is printed is the existing key's, checked against its .pub file.
+        let text = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?;
+        let kept = NoteSigner::parse(&text)
+            .with_context(|| format!("{} is not a signer key", key_path.display()))?;
+        let public = std::fs::read_to_string(&pub_path)
+            .with_context(|| format!("cannot read {}", pub_path.display()))?;
+        if public.trim() != kept.verifier().to_text() || kept.verifier().name != args.name {
+            bail!(
+                "{} does not hold the verifier key of {} named {:?}; remove both or pass --force",
+                pub_path.display(),
+                key_path.display(),
+                args.name
+            );
+        }
+        kept
+    } else {
+        if !args.force && (key_path.exists() || pub_path.exists()) {
+            bail!(
+                "{} or {} already exists; pass --force to overwrite (--if-missing keeps a complete pair)",
+                key_path.display(),
+                pub_path.display()
+            );
+        }
+        write_private(&key_path, &format!("{}\n", signer.to_text()))?;
+        std::fs::write(&pub_path, format!("{}\n", signer.verifier().to_text()))
+            .with_context(|| format!("cannot write {}", pub_path.display()))?;
+        signer
+    };
     if args.output.is_json() {
         return super::output::json(&serde_json::json!({
             "name": args.name,
@@ -126,8 +150,41 @@ mod tests {
             name: name.to_string(),
             out: out.to_path_buf(),
             force,
+            if_missing: false,
             output: OutputArgs::default(),
         }
+    }
+
+    #[test]
+    fn if_missing_keeps_a_complete_pair_and_refuses_half_of_one() {
+        let tmp = temp_dir();
+        let dir = tmp.path();
+        let keep = |name: &str| Args {
+            if_missing: true,
+            ..args(name, dir, false)
+        };
+        run(keep("node-1")).expect("written the first time");
+        let key = std::fs::read_to_string(dir.join("node-1.key")).expect("read");
+        run(keep("node-1")).expect("kept the second time");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node-1.key")).expect("read"),
+            key,
+            "the existing key is kept"
+        );
+        // A .pub that is not the key's own is refused, not silently kept.
+        run(keep("node-2")).expect("written");
+        std::fs::copy(dir.join("node-2.pub"), dir.join("node-1.pub")).expect("copy");
+        let err = run(keep("node-1")).expect_err("mismatched pair");
+        assert!(err.to_string().contains("does not hold"), "{err}");
+        // Half a pair is an error too.
+        std::fs::remove_file(dir.join("node-2.pub")).expect("rm");
+        let err = run(keep("node-2")).expect_err("half a pair");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(dir).expect("ls").count(),
+            3,
+            "nothing new written"
+        );
     }
 
     #[test]
