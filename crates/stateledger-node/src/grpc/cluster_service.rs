@@ -14,9 +14,11 @@ use stateledger_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::authz::{authorize, check_sender, Allowed};
-use super::not_leader;
+use super::{not_leader, read_status};
+use crate::ledger::blocks::split_leaves;
 use crate::ledger::keys;
-use crate::ledger::snapshot::{chunk_leaves, LedgerSnapshot, SnapshotSource};
+use crate::ledger::snapshot::{LedgerSnapshot, SnapshotSource};
+use crate::ledger::{CheckpointError, ReadError};
 use crate::node::NodeShared;
 use crate::raft::codec;
 use crate::raft::election::{self, PreVoteRequest};
@@ -203,7 +205,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         }
         let mut batch = Batch::new(Tree::Staging);
         let mut index = chunk.start_index;
-        for leaf in chunk_leaves(&chunk.leaves).map_err(Status::invalid_argument)? {
+        let leaves = split_leaves(&chunk.leaves)
+            .map_err(|e| Status::invalid_argument(format!("snapshot chunk: {e}")))?;
+        for leaf in leaves {
             batch.put(keys::leaf(index), leaf);
             index += 1;
         }
@@ -324,7 +328,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         self.shared
             .ledger
             .check_checkpoint(&cp)
-            .map_err(|reason| Status::failed_precondition(format!("will not cosign: {reason}")))?;
+            .map_err(|e| match e {
+                CheckpointError::Store(s) => read_status(ReadError::Store(s)),
+                e => Status::failed_precondition(format!("will not cosign: {e}")),
+            })?;
         let signature = self.shared.signer.sign(text.as_bytes());
         Ok(Response::new(pb::CosignResponse {
             key_name: self.shared.signer.name.clone(),
@@ -345,7 +352,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let wait = Duration::from_millis(u64::from(
             r.wait_ms.min(self.shared.config.limits.wait_ms_max),
         ));
-        let note = crate::grpc::ledger_service::wait_checkpoint(
+        let held = crate::grpc::ledger_service::wait_checkpoint(
             &self.shared,
             r.min_size,
             r.covering_time,
@@ -353,7 +360,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         )
         .await?;
         Ok(Response::new(pb::GetCheckpointResponse {
-            checkpoint: note,
+            checkpoint: held.text().to_string(),
         }))
     }
 

@@ -3,10 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::heads::HeadTerminal;
 use stateledger_core::limits::RECORD_BYTES_MAX;
-use stateledger_core::note::Note;
 use stateledger_core::record::decode_record;
 use stateledger_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
@@ -14,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::{not_leader, read_status, EXISTING_METADATA};
 use crate::batcher::{SubmitFailure, SubmitJob};
-use crate::ledger::ReadError;
+use crate::ledger::{ReadError, SignedCheckpoint};
 use crate::node::NodeShared;
 use crate::raft::{GroupOutcome, Refusal, SubmittedRecord};
 use crate::sigcheck::SigJob;
@@ -56,10 +54,10 @@ fn refusal_status(position: usize, refusal: Refusal) -> Status {
         Refusal::Duplicate { index: None } => Status::invalid_argument(format!(
             "record {position} appears twice in the request; nothing was appended"
         )),
-        Refusal::Unauthorized { reason } => {
+        Refusal::Unauthorized(reason) => {
             Status::permission_denied(format!("record {position}: {reason}; nothing was appended"))
         }
-        Refusal::Invalid { reason } => {
+        Refusal::Invalid(reason) => {
             Status::invalid_argument(format!("record {position}: {reason}; nothing was appended"))
         }
         Refusal::BadSignature { reason } => {
@@ -90,12 +88,12 @@ pub async fn wait_checkpoint(
     min_size: u64,
     covering_time: u64,
     wait: Duration,
-) -> Result<String, Status> {
+) -> Result<Arc<SignedCheckpoint>, Status> {
     let mut rx = shared.checkpoints.subscribe();
-    let satisfies = |c: &Option<Arc<crate::node::KnownCheckpoint>>| {
+    let satisfies = |c: &Option<Arc<SignedCheckpoint>>| {
         c.as_ref()
-            .filter(|k| k.checkpoint.size.0 >= min_size && k.checkpoint.time.0 >= covering_time)
-            .map(|k| k.note.clone())
+            .filter(|k| k.checkpoint().size.0 >= min_size && k.checkpoint().time.0 >= covering_time)
+            .cloned()
     };
     if let Some(note) = satisfies(&rx.borrow_and_update()) {
         return Ok(note);
@@ -157,9 +155,7 @@ async fn wait_published_covering(
         shared
             .ledger
             .published_checkpoint()
-            .and_then(|n| Note::parse(n.as_bytes()).ok())
-            .and_then(|n| Checkpoint::parse(&n.text).ok())
-            .is_some_and(|c| c.time.0 >= time)
+            .is_some_and(|p| p.checkpoint().time.0 >= time)
     };
     if covers() {
         return Ok(());
@@ -354,10 +350,8 @@ impl pb::ledger_server::Ledger for LedgerService {
                 r.leaf_index
             )));
         }
-        let note = wait_checkpoint(&self.shared, r.leaf_index + 1, 0, self.wait(r.wait_ms)).await?;
-        let cp = crate::node::parse_known(&note)
-            .ok_or_else(|| Status::internal("held checkpoint does not parse"))?
-            .checkpoint;
+        let held = wait_checkpoint(&self.shared, r.leaf_index + 1, 0, self.wait(r.wait_ms)).await?;
+        let cp = held.checkpoint();
         let leaf = self.shared.ledger.leaf(r.leaf_index).map_err(read_status)?;
         let proof = self
             .shared
@@ -367,7 +361,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(pb::GetReceiptResponse {
             leaf,
             inclusion_proof: hashes(proof),
-            checkpoint: note,
+            checkpoint: held.text().to_string(),
         }))
     }
 
@@ -392,7 +386,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 Err(e) => Err(read_status(ReadError::Store(e))),
             };
         }
-        let note = wait_checkpoint(
+        let held = wait_checkpoint(
             &self.shared,
             r.min_size,
             r.covering_time,
@@ -400,7 +394,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         )
         .await?;
         Ok(Response::new(pb::GetCheckpointResponse {
-            checkpoint: note,
+            checkpoint: held.text().to_string(),
         }))
     }
 
@@ -477,7 +471,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             }),
         });
         Ok(Response::new(pb::GetSystemHistoryResponse {
-            checkpoint: history.checkpoint,
+            checkpoint: history.checkpoint.into_text(),
             leaves: history.leaves.into_iter().map(proven).collect(),
             next: history.next.map(proven),
             head_proof,
@@ -514,7 +508,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             .checkpoints
             .borrow()
             .as_ref()
-            .map_or(0, |c| c.checkpoint.size.0);
+            .map_or(0, |c| c.checkpoint().size.0);
         Ok(Response::new(pb::StatusResponse {
             node_id: shared.id,
             name: shared.config.node.name.clone(),

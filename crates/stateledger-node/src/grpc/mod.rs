@@ -75,7 +75,10 @@ pub fn not_leader(shared: &NodeShared) -> Status {
 pub fn read_status(e: ReadError) -> Status {
     match e {
         ReadError::OutOfRange { .. } => Status::out_of_range(e.to_string()),
-        ReadError::Invalid(m) => Status::failed_precondition(m),
+        ReadError::Proof(_)
+        | ReadError::Unprovable { .. }
+        | ReadError::NotCovered { .. }
+        | ReadError::HistoryTooLong { .. } => Status::failed_precondition(e.to_string()),
         ReadError::NoCheckpoint => {
             Status::unavailable("no published checkpoint yet; retry shortly")
         }
