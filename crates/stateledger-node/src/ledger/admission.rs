@@ -202,3 +202,135 @@ fn authorize(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use stateledger_core::note::NoteSigner;
+    use stateledger_core::record::CheckedRecord;
+
+    use super::*;
+
+    fn signed(system: &str, body: Body, key: &NoteSigner) -> (Vec<u8>, Vec<u8>, [u8; 32]) {
+        let record = pb::Record {
+            system: system.into(),
+            scope: "test".into(),
+            observed_at_unix_nanos: 1_700_000_000_000_000_000,
+            body: Some(body),
+        };
+        let s = CheckedRecord::sign(record, key.signing_key()).expect("valid record");
+        (s.bytes, s.signature.to_vec(), s.writer_key.0)
+    }
+
+    fn mutation(id: &str) -> Body {
+        Body::Mutation(pb::Mutation {
+            kind: "order_created".into(),
+            id: id.into(),
+            source: "kafka:orders/0".into(),
+            sequence: 1,
+            ..Default::default()
+        })
+    }
+
+    fn grant(writer: &NoteSigner) -> Body {
+        Body::Policy(pb::Policy {
+            change: Some(pb::policy::Change::Grant(pb::WriterGrant {
+                writer_key: writer.verifier().key.to_bytes().to_vec(),
+                writer_name: "writer".into(),
+            })),
+        })
+    }
+
+    fn check(
+        admin: Option<&[[u8; 32]]>,
+        grants: &Grants,
+        records: &[(Vec<u8>, Vec<u8>, [u8; 32])],
+        existing: Option<u64>,
+    ) -> Result<usize, (usize, Refusal)> {
+        let group: Vec<Submitted<'_>> = records
+            .iter()
+            .map(|(record, signature, writer_key)| Submitted {
+                record,
+                signature,
+                writer_key,
+            })
+            .collect();
+        match check_group(admin, grants, &group, |_| Ok(existing)).expect("no storage") {
+            Ok(admitted) => Ok(admitted.len()),
+            Err(Rejected::Refused { position, refusal }) => Err((position, refusal)),
+            Err(Rejected::AllDuplicates(i)) => Ok(1000 + i.len()),
+        }
+    }
+
+    #[test]
+    fn a_grant_earlier_in_the_group_admits_a_later_record() {
+        let admin = NoteSigner::from_seed("admin", &[2; 32]).expect("key");
+        let writer = NoteSigner::from_seed("writer", &[3; 32]).expect("key");
+        let admins = [admin.verifier().key.to_bytes()];
+        let group = [
+            signed("orders", grant(&writer), &admin),
+            signed("orders", mutation("a"), &writer),
+        ];
+        assert_eq!(check(Some(&admins), &Grants::new(), &group, None), Ok(2));
+        // Alone, the writer holds no grant; and no one may write before genesis.
+        let alone = [group[1].clone()];
+        let no_grant = Refusal::Unauthorized(Unauthorized::NoGrant {
+            writer: group[1].2,
+            system: "orders".into(),
+        });
+        assert_eq!(
+            check(Some(&admins), &Grants::new(), &alone, None),
+            Err((0, no_grant))
+        );
+        assert_eq!(
+            check(None, &Grants::new(), &alone, None),
+            Err((0, Refusal::Unauthorized(Unauthorized::NoGenesis)))
+        );
+        // A policy record signed by the writer: not an admin.
+        let policy = [signed("orders", grant(&writer), &writer)];
+        assert_eq!(
+            check(Some(&admins), &Grants::new(), &policy, None),
+            Err((
+                0,
+                Refusal::Unauthorized(Unauthorized::NotAdmin {
+                    writer: policy[0].2
+                })
+            ))
+        );
+    }
+
+    #[test]
+    fn duplicates_and_bad_shapes_are_refused_with_their_position() {
+        let writer = NoteSigner::from_seed("writer", &[3; 32]).expect("key");
+        let mut grants = Grants::new();
+        grants.insert(
+            (SystemKey::of("orders"), writer.verifier().key.to_bytes()),
+            true,
+        );
+        let a = signed("orders", mutation("a"), &writer);
+        let b = signed("orders", mutation("b"), &writer);
+        let admins: [[u8; 32]; 0] = [];
+        let admin = Some(&admins[..]);
+        assert_eq!(
+            check(admin, &grants, &[a.clone(), a.clone()], None),
+            Err((1, Refusal::Duplicate { index: None }))
+        );
+        // Every record already in the ledger: a retried request.
+        assert_eq!(
+            check(admin, &grants, &[a.clone(), b.clone()], Some(7)),
+            Ok(1002)
+        );
+        let short = (b.0.clone(), vec![0; 10], b.2);
+        assert_eq!(
+            check(admin, &grants, &[a.clone(), short], None),
+            Err((
+                1,
+                Refusal::Invalid(InvalidRecord::SignatureLength { len: 10 })
+            ))
+        );
+        let garbage = (vec![0xff; 3], a.1.clone(), a.2);
+        assert!(matches!(
+            check(admin, &grants, &[garbage], None),
+            Err((0, Refusal::Invalid(InvalidRecord::Record { .. })))
+        ));
+    }
+}

@@ -299,3 +299,74 @@ fn a_storage_error_while_checking_a_checkpoint_stays_a_storage_error() {
     );
     assert!(ledger.corruption().is_some());
 }
+
+/// The files of `ledger/` import each other one way (`ledger/mod.rs` gives the order): no
+/// `super::x` chain leads back to where it started.
+#[test]
+fn the_ledger_files_import_each_other_without_a_cycle() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ledger");
+    let mut imports: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("ledger/ lists") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("a file name")
+            .to_string();
+        if name == "mod" || name == "tests" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a readable file");
+        // Only the code before the file's own tests, without comments (doc links import
+        // nothing).
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !code.contains("super::{"),
+            "{name}.rs: import from one sibling per `use super::` line, so this test sees it"
+        );
+        let used = code
+            .match_indices("super::")
+            .map(|(at, _)| {
+                code[at + "super::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        imports.insert(name, used);
+    }
+    assert!(imports.contains_key("state"), "found the ledger's files");
+    fn visit(
+        file: &str,
+        imports: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(file) {
+            return;
+        }
+        assert!(
+            !path.iter().any(|f| f == file),
+            "import cycle: {} -> {file}",
+            path.join(" -> ")
+        );
+        path.push(file.to_string());
+        for next in imports.get(file).into_iter().flatten() {
+            visit(next, imports, path, done);
+        }
+        path.pop();
+        done.insert(file.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for file in imports.keys() {
+        visit(file, &imports, &mut Vec::new(), &mut done);
+    }
+}
