@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use stateledger_client::LedgerClient;
 use stateledger_core::note::NoteSigner;
+use stateledger_node::ledger::blocks::BLOCK_LEAVES;
 use stateledger_node::ledger::keys;
-use stateledger_node::ledger::state::BLOCK_LEAVES;
 use stateledger_node::store::sled_kv::{SledKv, SYNCED_FILE};
 use stateledger_node::store::{describe_key, Kv as _, Tree};
 use stateledger_proto::v1 as pb;

@@ -25,7 +25,7 @@ pub mod targets {
     use stateledger_core::record::{decode_record, pb, CheckedRecord};
     use stateledger_core::trust::TrustPolicy;
     use stateledger_node::election::PreVoteRequest;
-    use stateledger_node::ledger::snapshot::chunk_leaves;
+    use stateledger_node::ledger::blocks::split_leaves;
     use stateledger_node::raft::codec;
     use stateledger_node::raft::network::{SnapshotBegin, SnapshotFinish};
     use stateledger_node::raft::TypeConfig;
@@ -76,7 +76,7 @@ pub mod targets {
             "snapshot_stream" => {
                 let mut chunk = Vec::new();
                 for leaf in [&b"leaf zero"[..], b"", &[7u8; 100]] {
-                    stateledger_node::ledger::snapshot::push_chunk_leaf(&mut chunk, leaf);
+                    stateledger_node::ledger::blocks::push_leaf(&mut chunk, leaf);
                 }
                 out.push(chunk);
             }
@@ -176,7 +176,7 @@ pub mod targets {
 
     /// The snapshot stream: chunk leaves and their leaves, begin and finish messages.
     pub fn snapshot_stream(data: &[u8]) {
-        if let Ok(leaves) = chunk_leaves(data) {
+        if let Ok(leaves) = split_leaves(data) {
             for leaf in leaves {
                 let _ = Leaf::decode(leaf);
             }

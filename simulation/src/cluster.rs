@@ -82,12 +82,6 @@ pub fn admin_signer() -> NoteSigner {
     NoteSigner::from_seed("admin", &[0xad; 32]).expect("valid key name")
 }
 
-/// The checkpoint inside a signed note (no signature check: for choosing times, not trust).
-pub fn parse_checkpoint(note: &str) -> Option<stateledger_core::checkpoint::Checkpoint> {
-    let parsed = stateledger_core::note::Note::parse(note.as_bytes()).ok()?;
-    stateledger_core::checkpoint::Checkpoint::parse(&parsed.text).ok()
-}
-
 /// What runs on a server's madsim node right now.
 #[derive(Clone)]
 pub enum Running {

@@ -164,8 +164,7 @@ pub fn reconstruction_queries(cluster: &Cluster, required: &[usize]) -> Vec<Quer
     let published = members
         .iter()
         .filter_map(|m| m.ledger.published_checkpoint())
-        .filter_map(|note| crate::cluster::parse_checkpoint(&note))
-        .map(|cp| (cp.size.0, cp.time.0))
+        .map(|p| (p.checkpoint().size.0, p.checkpoint().time.0))
         .min();
     let Some((published_size, published_time)) = published else {
         return Vec::new();

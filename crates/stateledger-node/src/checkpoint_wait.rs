@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stateledger_core::checkpoint::Checkpoint;
-use stateledger_core::note::Note;
 use stateledger_proto::v1 as pb;
 
-use crate::node::{KnownCheckpoint, NodeShared};
+use crate::ledger::SignedCheckpoint;
+use crate::node::NodeShared;
 
 /// The checkpoint waited for did not come in time (`what` says which).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -26,12 +25,12 @@ pub async fn wait_checkpoint(
     min_size: u64,
     covering_time: u64,
     wait: Duration,
-) -> Result<String, NotInTime> {
+) -> Result<Arc<SignedCheckpoint>, NotInTime> {
     let mut rx = shared.checkpoints.subscribe();
-    let satisfies = |c: &Option<Arc<KnownCheckpoint>>| {
+    let satisfies = |c: &Option<Arc<SignedCheckpoint>>| {
         c.as_ref()
-            .filter(|k| k.checkpoint.size.0 >= min_size && k.checkpoint.time.0 >= covering_time)
-            .map(|k| k.note.clone())
+            .filter(|k| k.checkpoint().size.0 >= min_size && k.checkpoint().time.0 >= covering_time)
+            .cloned()
     };
     if let Some(note) = satisfies(&rx.borrow_and_update()) {
         return Ok(note);
@@ -101,9 +100,7 @@ pub async fn wait_published_covering(
         shared
             .ledger
             .published_checkpoint()
-            .and_then(|n| Note::parse(n.as_bytes()).ok())
-            .and_then(|n| Checkpoint::parse(&n.text).ok())
-            .is_some_and(|c| c.time.0 >= time)
+            .is_some_and(|p| p.checkpoint().time.0 >= time)
     };
     if covers() {
         return Ok(());

@@ -18,8 +18,8 @@ use stateledger_proto::v1::cluster_client::ClusterClient;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use crate::ledger::check_quorum;
-use crate::node::{parse_known, KnownCheckpoint, NodeShared};
+use crate::ledger::{check_quorum, SignedCheckpoint};
+use crate::node::NodeShared;
 use crate::raft::{Command, CommandResponse, NodeId};
 
 /// How long a cosign request may take.
@@ -83,13 +83,10 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
         let key = (candidate.size.0, candidate.time.0);
         let stale = last == Some(key);
         if !stale && (candidate.size.0 > 0 || wanted > 0) {
-            if let Some(note) = cosign(&shared, &candidate, &mut clients).await {
+            if let Some(signed) = cosign(&shared, &candidate, &mut clients).await {
                 last = Some(key);
-                shared.offer_checkpoint(KnownCheckpoint {
-                    checkpoint: candidate.clone(),
-                    note: note.clone(),
-                });
-                unpublished = Some((note, key));
+                unpublished = Some((signed.text().to_string(), key));
+                shared.offer_checkpoint(signed);
                 if candidate.time.0 >= wanted {
                     let mut w = shared.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
                     if *w <= candidate.time.0 {
@@ -115,9 +112,7 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
                     let published = shared
                         .ledger
                         .published_checkpoint()
-                        .as_deref()
-                        .and_then(parse_known)
-                        .map_or((0, 0), |k| (k.checkpoint.size.0, k.checkpoint.time.0));
+                        .map_or((0, 0), |p| (p.checkpoint().size.0, p.checkpoint().time.0));
                     let again = cosign_again(note_key, published);
                     tracing::debug!(reason = %why, again, "checkpoint not published");
                     if again {
@@ -154,7 +149,24 @@ async fn cosign(
     shared: &NodeShared,
     cp: &Checkpoint,
     clients: &mut HashMap<NodeId, ClusterClient<Channel>>,
-) -> Option<String> {
+) -> Option<SignedCheckpoint> {
+    let note = gather_signatures(shared, cp, clients).await?;
+    match SignedCheckpoint::from_note(note) {
+        Ok(signed) => Some(signed),
+        Err(e) => {
+            // The body is our own candidate's text: never expected.
+            tracing::error!(error = %e, "our own cosigned checkpoint does not parse");
+            None
+        }
+    }
+}
+
+/// Gathers signatures of a majority of voters on `cp`. Returns the note they signed.
+async fn gather_signatures(
+    shared: &NodeShared,
+    cp: &Checkpoint,
+    clients: &mut HashMap<NodeId, ClusterClient<Channel>>,
+) -> Option<Note> {
     let text = cp.to_text();
     if let Err(e) = shared.ledger.check_checkpoint(cp) {
         tracing::warn!(error = %e, "not signing our own candidate checkpoint");
@@ -163,7 +175,7 @@ async fn cosign(
     let mut note = Note::sign(&text, &[&shared.signer]);
     let membership = shared.raft.metrics().borrow().membership_config.clone();
     if check_quorum(&membership, &note).is_ok() {
-        return Some(note.to_text());
+        return Some(note);
     }
     let mut pending = FuturesUnordered::new();
     for id in membership.membership().voter_ids() {
@@ -205,7 +217,7 @@ async fn cosign(
                     signature: r.signature,
                 });
                 if check_quorum(&membership, &note).is_ok() {
-                    return Some(note.to_text());
+                    return Some(note);
                 }
             }
             Ok(Err(status)) => {
@@ -219,7 +231,7 @@ async fn cosign(
     }
     if known_bad!(shared.known_bad, CheckpointShortOfQuorum) {
         // KNOWN-BAD, simulation only: the signatures gathered so far are taken as enough.
-        return Some(note.to_text());
+        return Some(note);
     }
     None
 }
@@ -235,13 +247,8 @@ pub async fn follow_published(shared: Arc<NodeShared>, shutdown: watch::Receiver
         let current = *progress.borrow_and_update();
         if seen != Some((current.published_size, current.clock)) {
             seen = Some((current.published_size, current.clock));
-            if let Some(known) = shared
-                .ledger
-                .published_checkpoint()
-                .as_deref()
-                .and_then(parse_known)
-            {
-                shared.offer_checkpoint(known);
+            if let Some(published) = shared.ledger.published_checkpoint() {
+                shared.offer_checkpoint(published);
             }
         }
         if progress.changed().await.is_err() {

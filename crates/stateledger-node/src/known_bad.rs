@@ -33,19 +33,19 @@ pub enum Switch {
     /// `repair.rs`: a node that lost durable state still votes (and stands for election) while
     /// repairing, as if its state were intact.
     LostStateVotes,
-    /// `ledger/state.rs`: the state machine no longer looks records up in its duplicate index,
+    /// `ledger/apply.rs`: the state machine no longer looks records up in its duplicate index,
     /// so a retried submission is appended a second time.
     DuplicateCheckSkipped,
     /// `ledger/state_machine.rs`: an installed snapshot is not synced before openraft purges the
     /// log entries it replaces, so a crash can leave a ledger behind a purged log.
     SnapshotInstallWithoutSync,
-    /// `ledger/state.rs`: a new leaf's back-link names the *first* leaf of its system instead of
+    /// `ledger/apply.rs`: a new leaf's back-link names the *first* leaf of its system instead of
     /// the previous one.
     BacklinkWrongPredecessor,
-    /// `ledger/state.rs`: a new leaf does not update the head map (each system's latest leaf
+    /// `ledger/apply.rs`: a new leaf does not update the head map (each system's latest leaf
     /// and count), so checkpoints sign stale heads.
     HeadMapNotUpdated,
-    /// `ledger/state.rs`: the monotonic guard on ledger time starts afresh with each request
+    /// `ledger/apply.rs`: the monotonic guard on ledger time starts afresh with each request
     /// instead of from the ledger clock, so a leader whose clock is behind the previous one's
     /// gives new leaves earlier times.
     LedgerTimeBackwards,
@@ -53,7 +53,7 @@ pub enum Switch {
     /// without an election, and reuses log ids that a quorum may already hold for other
     /// entries (its own log lost them in the crash).
     LeaderResumesAfterRestart,
-    /// `ledger/state.rs`: an apply writes the ledger's metadata (the applied index, the size)
+    /// `ledger/apply.rs`: an apply writes the ledger's metadata (the applied index, the size)
     /// first in its batch instead of last, so a crash that cuts the batch leaves metadata that
     /// claims leaves that were never written.
     LedgerMetaWrittenFirst,

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use stateledger_core::checkpoint::Checkpoint;
 use stateledger_core::note::{NoteSigner, NoteVerifier};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -14,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::grpc::cluster_service::ClusterService;
 use crate::grpc::ledger_service::LedgerService;
-use crate::ledger::{Ledger, LedgerStateMachine};
+use crate::ledger::{Ledger, LedgerStateMachine, SignedCheckpoint};
 use crate::raft::network::{ClusterConnector, NetworkFactory};
 use crate::raft::{NodeId, NodeInfo, Raft};
 use crate::recovery;
@@ -35,13 +34,6 @@ pub struct Fatal {
     pub corrupt: bool,
 }
 
-/// A cosigned checkpoint known to this node (the freshest one it can prove against).
-#[derive(Clone, Debug)]
-pub struct KnownCheckpoint {
-    pub checkpoint: Checkpoint,
-    pub note: String,
-}
-
 /// State shared by the services and background tasks of one node.
 pub struct NodeShared {
     pub id: NodeId,
@@ -52,7 +44,7 @@ pub struct NodeShared {
     pub clock: Clock,
     pub connector: ClusterConnector,
     /// The freshest quorum-cosigned checkpoint this node holds.
-    pub checkpoints: watch::Sender<Option<Arc<KnownCheckpoint>>>,
+    pub checkpoints: watch::Sender<Option<Arc<SignedCheckpoint>>>,
     /// Wakes the checkpointer when a reader needs a checkpoint covering `wanted_time`.
     pub checkpoint_wanted: Notify,
     pub wanted_time: Mutex<u64>,
@@ -133,13 +125,13 @@ impl NodeShared {
     }
 
     /// Offers a cosigned checkpoint; kept if it is newer than the one held.
-    pub fn offer_checkpoint(&self, known: KnownCheckpoint) {
+    pub fn offer_checkpoint(&self, known: SignedCheckpoint) {
         self.checkpoints.send_if_modified(|current| {
             let newer = match current {
                 None => true,
                 Some(c) => {
-                    (known.checkpoint.size, known.checkpoint.time)
-                        > (c.checkpoint.size, c.checkpoint.time)
+                    let (k, c) = (known.checkpoint(), c.checkpoint());
+                    (k.size, k.time) > (c.size, c.time)
                 }
             };
             if newer {
@@ -332,10 +324,8 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         #[cfg(madsim)]
         known_bad,
     });
-    if let Some(note) = ledger.published_checkpoint() {
-        if let Some(known) = parse_known(&note) {
-            shared.offer_checkpoint(known);
-        }
+    if let Some(published) = ledger.published_checkpoint() {
+        shared.offer_checkpoint(published);
     }
 
     // Only a data directory that never held anything bootstraps: a node that lost its state
@@ -493,16 +483,6 @@ async fn watch_fatal(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool
             _ = shutdown.changed() => return,
         }
     }
-}
-
-/// Parses a checkpoint note into a [`KnownCheckpoint`].
-pub fn parse_known(note: &str) -> Option<KnownCheckpoint> {
-    let parsed = stateledger_core::note::Note::parse(note.as_bytes()).ok()?;
-    let checkpoint = Checkpoint::parse(&parsed.text).ok()?;
-    Some(KnownCheckpoint {
-        checkpoint,
-        note: note.to_string(),
-    })
 }
 
 impl NodeHandle {

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::ledger::blocks::{split_leaves, LeafCodecError};
 use crate::ledger::keys;
-use crate::ledger::snapshot::{chunk_leaves, LedgerSnapshot, SnapshotHeader, SnapshotSource};
+use crate::ledger::snapshot::{LedgerSnapshot, SnapshotHeader, SnapshotSource};
 use crate::ledger::Ledger;
 use crate::node_id::NodeId;
 use crate::store::{Batch, StoreError, Tree};
@@ -30,8 +31,8 @@ pub enum ReceiveError {
     NoSession,
     #[error("snapshot chunk starts at {start} but {expected} was expected")]
     OutOfOrder { start: u64, expected: u64 },
-    #[error("{0}")]
-    BadChunk(String),
+    #[error("snapshot chunk: {0}")]
+    BadChunk(#[from] LeafCodecError),
     #[error("snapshot has leaves up to {received} but {promised} were promised")]
     Short { received: u64, promised: u64 },
     #[error(transparent)]
@@ -102,7 +103,7 @@ impl SnapshotReceiver {
         }
         let mut batch = Batch::new(Tree::Staging);
         let mut index = start;
-        for leaf in chunk_leaves(leaves).map_err(ReceiveError::BadChunk)? {
+        for leaf in split_leaves(leaves)? {
             batch.put(keys::leaf(index), leaf);
             index += 1;
         }

@@ -58,8 +58,8 @@ impl Invariant for MonotoneTime {
         for node in nodes {
             if let Some(held) = node.shared.checkpoints.borrow().as_ref() {
                 checkpoints.push((
-                    held.checkpoint.size.0,
-                    held.checkpoint.time.0,
+                    held.checkpoint().size.0,
+                    held.checkpoint().time.0,
                     format!("held by {}", node.name),
                 ));
             }

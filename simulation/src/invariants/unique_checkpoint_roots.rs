@@ -91,10 +91,11 @@ impl Invariant for UniqueCheckpointRoots {
         for node in nodes {
             let held = node.shared.checkpoints.borrow().clone();
             if let Some(held) = held {
-                self.offer(ctx, &held.note, format!("held by {}", node.name), &mut out);
+                self.offer(ctx, held.text(), format!("held by {}", node.name), &mut out);
             }
-            if let Some(note) = node.shared.ledger.published_checkpoint() {
-                self.offer(ctx, &note, format!("published on {}", node.name), &mut out);
+            if let Some(published) = node.shared.ledger.published_checkpoint() {
+                let note = published.text();
+                self.offer(ctx, note, format!("published on {}", node.name), &mut out);
             }
         }
         self.match_ledgers(nodes, &mut out);

@@ -251,8 +251,14 @@ pub fn run(args: ReconstructArgs) -> anyhow::Result<()> {
             (None, Some(h)) => stateledger_core::state::Boundary::Head(h),
             (None, None) => anyhow::bail!("no boundary"),
         };
-        let (proof, summary) =
-            StateProof::build(SYSTEM, at, history.checkpoint, leaves, boundary, &policy)?;
+        let (proof, summary) = StateProof::build(
+            SYSTEM,
+            at,
+            history.checkpoint.into_text(),
+            leaves,
+            boundary,
+            &policy,
+        )?;
         let build = t1.elapsed();
         let json = serde_json::to_vec(&proof)?;
         let t2 = Instant::now();

@@ -200,9 +200,10 @@ fn refusal_message(position: usize, refusal: &Refusal) -> String {
         Refusal::Duplicate { index: None } => {
             format!("record {position} appears twice in the request; nothing was appended")
         }
-        Refusal::Unauthorized { reason } | Refusal::Invalid { reason } => {
+        Refusal::Unauthorized(reason) => {
             format!("record {position}: {reason}; nothing was appended")
         }
+        Refusal::Invalid(reason) => format!("record {position}: {reason}; nothing was appended"),
         Refusal::BadSignature { reason } => format!("{reason}; nothing was appended"),
     }
 }
@@ -249,7 +250,7 @@ impl From<crate::snapshot_receiver::ReceiveError> for ApiError {
         use crate::snapshot_receiver::ReceiveError as E;
         match e {
             E::Store(s) => s.into(),
-            E::BadChunk(reason) => ApiError::invalid("", reason),
+            e @ E::BadChunk(_) => ApiError::invalid("", e),
             e @ (E::NoSession | E::OutOfOrder { .. } | E::Short { .. }) => {
                 CallerError::Precondition(e.to_string()).into()
             }
@@ -262,9 +263,11 @@ impl From<ReadError> for ApiError {
         match e {
             ReadError::NoCheckpoint => RetryError::NoCheckpoint.into(),
             ReadError::Store(s) => NodeError::from(s).into(),
-            e @ (ReadError::OutOfRange { .. } | ReadError::Invalid(_)) => {
-                CallerError::Read(e).into()
-            }
+            e @ (ReadError::OutOfRange { .. }
+            | ReadError::Proof(_)
+            | ReadError::Unprovable { .. }
+            | ReadError::NotCovered { .. }
+            | ReadError::HistoryTooLong { .. }) => CallerError::Read(e).into(),
         }
     }
 }

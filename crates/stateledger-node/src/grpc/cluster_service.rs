@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use super::authz::{authorize, check_sender, Allowed};
 use super::{not_leader, ApiError, CallerError, RetryError};
 use crate::election::{self, PreVoteRequest};
+use crate::ledger::CheckpointError;
 use crate::node::NodeShared;
 use crate::raft::codec;
 use crate::raft::network::{
@@ -269,7 +270,12 @@ impl pb::cluster_server::Cluster for ClusterService {
         self.shared
             .ledger
             .check_checkpoint(&cp)
-            .map_err(|reason| CallerError::Precondition(format!("will not cosign: {reason}")))?;
+            .map_err(|e| -> ApiError {
+                match e {
+                    CheckpointError::Store(s) => s.into(),
+                    e => CallerError::Precondition(format!("will not cosign: {e}")).into(),
+                }
+            })?;
         let signature = self.shared.signer.sign(text.as_bytes());
         Ok(Response::new(pb::CosignResponse {
             key_name: self.shared.signer.name.clone(),
@@ -290,7 +296,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let wait = Duration::from_millis(u64::from(
             r.wait_ms.min(self.shared.config.limits.wait_ms_max),
         ));
-        let note = crate::checkpoint_wait::wait_checkpoint(
+        let held = crate::checkpoint_wait::wait_checkpoint(
             &self.shared,
             r.min_size,
             r.covering_time,
@@ -298,7 +304,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         )
         .await?;
         Ok(Response::new(pb::GetCheckpointResponse {
-            checkpoint: note,
+            checkpoint: held.text().to_string(),
         }))
     }
 

@@ -9,7 +9,7 @@ use stateledger_core::record::decode_record;
 use stateledger_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{not_leader, redirect_to, ApiError, CallerError, NodeError, Queue, RetryError};
+use super::{not_leader, redirect_to, ApiError, CallerError, Queue, RetryError};
 use crate::batcher::{SubmitFailure, SubmitJob};
 use crate::checkpoint_wait::{wait_checkpoint, wait_published_covering};
 use crate::node::NodeShared;
@@ -212,10 +212,8 @@ impl pb::ledger_server::Ledger for LedgerService {
             })
             .into());
         }
-        let note = wait_checkpoint(&self.shared, r.leaf_index + 1, 0, self.wait(r.wait_ms)).await?;
-        let cp = crate::node::parse_known(&note)
-            .ok_or_else(|| NodeError::Internal("held checkpoint does not parse".into()))?
-            .checkpoint;
+        let held = wait_checkpoint(&self.shared, r.leaf_index + 1, 0, self.wait(r.wait_ms)).await?;
+        let cp = held.checkpoint();
         let leaf = self
             .shared
             .ledger
@@ -229,7 +227,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(pb::GetReceiptResponse {
             leaf,
             inclusion_proof: hashes(proof),
-            checkpoint: note,
+            checkpoint: held.text().to_string(),
         }))
     }
 
@@ -255,7 +253,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 Err(e) => Err(ApiError::from(e).into()),
             };
         }
-        let note = wait_checkpoint(
+        let held = wait_checkpoint(
             &self.shared,
             r.min_size,
             r.covering_time,
@@ -263,7 +261,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         )
         .await?;
         Ok(Response::new(pb::GetCheckpointResponse {
-            checkpoint: note,
+            checkpoint: held.text().to_string(),
         }))
     }
 
@@ -344,7 +342,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             }),
         });
         Ok(Response::new(pb::GetSystemHistoryResponse {
-            checkpoint: history.checkpoint,
+            checkpoint: history.checkpoint.into_text(),
             leaves: history.leaves.into_iter().map(proven).collect(),
             next: history.next.map(proven),
             head_proof,
@@ -381,7 +379,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             .checkpoints
             .borrow()
             .as_ref()
-            .map_or(0, |c| c.checkpoint.size.0);
+            .map_or(0, |c| c.checkpoint().size.0);
         Ok(Response::new(pb::StatusResponse {
             node_id: shared.id,
             name: shared.config.node.name.clone(),

@@ -1,5 +1,6 @@
 //! Key layout of the ledger tree. One sled tree with one-letter prefixes, so that everything one
-//! Raft apply changes lands in one atomic batch.
+//! Raft apply changes lands in one batch (not atomic: a crash may keep a prefix of it, which is
+//! why the metadata is written last; `store::kv`).
 //!
 //! | key                                   | value                                   |
 //! |---------------------------------------|-----------------------------------------|
@@ -9,10 +10,10 @@
 //! | `Mmeta`                               | [`super::meta::LedgerMeta`] (postcard)  |
 //! | `Msnapshot`                           | last built snapshot (postcard)          |
 //! | `L` index (staging tree only)         | a received snapshot leaf                |
-//! | `E` log index, group (u32)            | a group refused for a bad signature: the leader's records, kept as evidence (`state::Evidence`) |
+//! | `E` log index, group (u32)            | a group refused for a bad signature: the leader's records, kept as evidence (`apply::Evidence`) |
 //!
 //! Tree nodes, the duplicate index, per-system chains, heads and grants are derived from the
-//! leaves in memory (see `state.rs`).
+//! leaves in memory (see `index.rs`).
 //!
 //! Integers are big-endian so keys sort by number.
 

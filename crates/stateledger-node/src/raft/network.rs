@@ -333,7 +333,7 @@ impl NodeNetwork {
             let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 4096);
             let start = pos;
             for leaf in leaves {
-                crate::ledger::snapshot::push_chunk_leaf(&mut chunk, &leaf);
+                crate::ledger::blocks::push_leaf(&mut chunk, &leaf);
                 pos += 1;
                 if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
                     break;

@@ -132,20 +132,8 @@ pub struct Appended {
     pub leaf_hash: [u8; 32],
 }
 
-/// Why a group was refused: the record at `position` and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Refusal {
-    /// The same record bytes are already in the ledger at `index` (None: repeated within the
-    /// request itself).
-    Duplicate { index: Option<u64> },
-    /// The writer holds no grant for the system (or is not an admin, for policy records).
-    Unauthorized { reason: String },
-    /// The record is invalid (not expected: the leader checks before proposing).
-    Invalid { reason: String },
-    /// A record's signature does not verify: the leader proposed it without checking it (never
-    /// expected; every node refuses it at apply and keeps the entry as evidence).
-    BadSignature { reason: String },
-}
+/// Why a group was refused (the ledger's admission rules).
+pub use crate::ledger::admission::Refusal;
 
 /// What happened to one group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +158,6 @@ pub enum CommandResponse {
         size: u64,
     },
     Refused {
-        reason: String,
+        reason: crate::ledger::CommandRefusal,
     },
 }

@@ -1,4 +1,5 @@
-//! The storage seam: a few ordered key-value trees with atomic batches and an explicit `sync`.
+//! The storage seam: a few ordered key-value trees with batches (kept whole by a crash, or cut to a
+//! prefix, per tree: [`Tree::batches_atomic`]) and an explicit `sync`.
 //!
 //! Production uses sled ([`super::sled_kv::SledKv`]); the simulation and unit tests use
 //! [`super::mem_kv::MemKv`], which keeps synced and unsynced writes apart and can lose the
