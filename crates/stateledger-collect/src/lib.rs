@@ -29,6 +29,7 @@ pub mod digest;
 pub mod environment;
 pub mod limits;
 pub mod mutation;
+pub mod payload_file;
 mod record_meta;
 
 pub use record_meta::{now_unix_nanos, RecordMeta};
