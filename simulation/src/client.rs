@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
-use stateledger_node::grpc::{EXISTING_METADATA, LEADER_CLUSTER_METADATA, LEADER_METADATA};
+use stateledger_proto::metadata;
 use stateledger_proto::v1 as pb;
 use stateledger_proto::v1::cluster_client::ClusterClient;
 use stateledger_proto::v1::ledger_client::LedgerClient;
@@ -117,7 +117,7 @@ impl Conn {
                 Err(status) => {
                     let redirect = status
                         .metadata()
-                        .get(LEADER_METADATA)
+                        .get(metadata::LEADER)
                         .and_then(|v| v.to_str().ok())
                         .filter(|a| !a.is_empty())
                         .map(str::to_string);
@@ -134,7 +134,7 @@ impl Conn {
                         (Code::AlreadyExists, _) => {
                             let indexes: Vec<u64> = status
                                 .metadata()
-                                .get(EXISTING_METADATA)
+                                .get(metadata::EXISTING)
                                 .and_then(|v| v.to_str().ok())
                                 .map(|list| {
                                     list.split(',').filter_map(|i| i.parse().ok()).collect()
@@ -212,7 +212,7 @@ impl AdminConn {
         if let Err(status) = &result {
             self.leader = status
                 .metadata()
-                .get(LEADER_CLUSTER_METADATA)
+                .get(metadata::LEADER_CLUSTER)
                 .and_then(|v| v.to_str().ok())
                 .filter(|a| !a.is_empty())
                 .map(str::to_string);

@@ -9,9 +9,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
 
-/// Metadata key of the leader's cluster address on a redirect.
-pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
-
 /// How to reach nodes' cluster ports.
 #[derive(Clone, Debug)]
 pub struct AdminOptions {
@@ -82,7 +79,7 @@ impl AdminClient {
                     Ok(Err(status)) => {
                         let leader = status
                             .metadata()
-                            .get(LEADER_CLUSTER_METADATA)
+                            .get(stateledger_proto::metadata::LEADER_CLUSTER)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string);
                         if let Some(leader) = leader.filter(|l| *l != addr) {

@@ -17,7 +17,7 @@ use stateledger_proto::v1::ledger_client::LedgerClient as Grpc;
 use tonic::transport::Channel;
 
 use crate::checkpoints::CheckpointTracker;
-use crate::connection::{leader_hint, retryable, ConnectOptions, Connections, EXISTING_METADATA};
+use crate::connection::{leader_hint, retryable, ConnectOptions, Connections};
 use crate::error::ClientError;
 
 /// A record the ledger appended.
@@ -77,7 +77,7 @@ fn rejected(status: tonic::Status) -> ClientError {
 fn existing_indexes(status: &tonic::Status) -> Vec<u64> {
     status
         .metadata()
-        .get(EXISTING_METADATA)
+        .get(stateledger_proto::metadata::EXISTING)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_default()

@@ -12,11 +12,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
 
-/// Metadata key of the leader's public address on a redirect (set by nodes).
-pub const LEADER_METADATA: &str = "x-stateledger-leader";
-/// Metadata key of existing leaf indexes on ALREADY_EXISTS.
-pub const EXISTING_METADATA: &str = "x-stateledger-existing";
-
 /// How to reach the cluster.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -167,7 +162,7 @@ pub fn leader_hint(status: &tonic::Status) -> Option<String> {
     }
     status
         .metadata()
-        .get(LEADER_METADATA)
+        .get(stateledger_proto::metadata::LEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }

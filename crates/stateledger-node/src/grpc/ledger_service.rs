@@ -12,7 +12,7 @@ use stateledger_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use super::{not_leader, read_status, EXISTING_METADATA};
+use super::{not_leader, read_status};
 use crate::batcher::{SubmitFailure, SubmitJob};
 use crate::ledger::ReadError;
 use crate::node::NodeShared;
@@ -49,7 +49,8 @@ fn refusal_status(position: usize, refusal: Refusal) -> Status {
                 "record {position} is already in the ledger at leaf {index}; nothing was appended"
             ));
             if let Ok(v) = MetadataValue::try_from(index.to_string()) {
-                s.metadata_mut().insert(EXISTING_METADATA, v);
+                s.metadata_mut()
+                    .insert(stateledger_proto::metadata::EXISTING, v);
             }
             s
         }
@@ -78,7 +79,8 @@ fn all_duplicates(indexes: &[u64]) -> Status {
         "every record of the request is already in the ledger (leaves {list}); nothing was appended"
     ));
     if let Ok(v) = MetadataValue::try_from(list) {
-        s.metadata_mut().insert(EXISTING_METADATA, v);
+        s.metadata_mut()
+            .insert(stateledger_proto::metadata::EXISTING, v);
     }
     s
 }

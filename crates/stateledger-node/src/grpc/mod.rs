@@ -4,22 +4,13 @@ pub mod authz;
 pub mod cluster_service;
 pub mod ledger_service;
 
+use stateledger_proto::metadata;
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
 use crate::ledger::ReadError;
 use crate::node::NodeShared;
 use crate::store::StoreError;
-
-/// Metadata key carrying the leader's public address on a redirect.
-pub const LEADER_METADATA: &str = "x-stateledger-leader";
-/// Metadata key carrying the leader's cluster address on an admin redirect.
-pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
-/// Metadata key carrying other members' public addresses (comma-separated) when this node cannot
-/// serve a write and knows no leader to redirect to.
-pub const TRY_METADATA: &str = "x-stateledger-try";
-/// Metadata key carrying existing leaf indexes on ALREADY_EXISTS.
-pub const EXISTING_METADATA: &str = "x-stateledger-existing";
 
 /// FAILED_PRECONDITION naming the leader (in the message and the metadata) so the client follows.
 pub fn not_leader(shared: &NodeShared) -> Status {
@@ -32,10 +23,10 @@ pub fn not_leader(shared: &NodeShared) -> Status {
                 shared.config.node.name, info.name, info.public_addr
             ));
             if let Ok(v) = MetadataValue::try_from(info.public_addr.as_str()) {
-                status.metadata_mut().insert(LEADER_METADATA, v);
+                status.metadata_mut().insert(metadata::LEADER, v);
             }
             if let Ok(v) = MetadataValue::try_from(info.raft_addr.as_str()) {
-                status.metadata_mut().insert(LEADER_CLUSTER_METADATA, v);
+                status.metadata_mut().insert(metadata::LEADER_CLUSTER, v);
             }
             status
         }
@@ -60,7 +51,7 @@ pub fn not_leader(shared: &NodeShared) -> Status {
                 others.join(", ")
             ));
             if let Ok(v) = MetadataValue::try_from(others.join(",")) {
-                status.metadata_mut().insert(TRY_METADATA, v);
+                status.metadata_mut().insert(metadata::TRY, v);
             }
             status
         }
