@@ -3,6 +3,8 @@
 //! and verifies it on every read (sled is treated as untrusted: it has lost and corrupted data).
 
 pub mod kv;
+#[cfg(all(test, not(madsim)))]
+mod kv_contract;
 pub mod log_store;
 pub mod mem_kv;
 pub mod node_state;
