@@ -167,7 +167,7 @@ async fn bad_input_gets_the_right_status_and_appends_nothing() {
     expect(&err, tonic::Code::AlreadyExists, &[&format!("{accepted}")]);
     assert_eq!(
         err.metadata()
-            .get("x-stateledger-existing")
+            .get(stateledger_proto::metadata::EXISTING)
             .and_then(|v| v.to_str().ok()),
         Some(accepted.to_string().as_str()),
         "the existing leaf index travels in x-stateledger-existing"

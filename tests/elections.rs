@@ -99,7 +99,7 @@ async fn an_isolated_leader_stops_taking_writes_and_names_the_others() {
     );
     let try_others = refusal
         .metadata()
-        .get("x-stateledger-try")
+        .get(stateledger_proto::metadata::TRY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();

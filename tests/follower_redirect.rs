@@ -39,7 +39,7 @@ async fn a_follower_redirects_writes_to_the_leader() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     let hint = err
         .metadata()
-        .get("x-stateledger-leader")
+        .get(stateledger_proto::metadata::LEADER)
         .expect("the redirect names the leader in x-stateledger-leader")
         .to_str()
         .expect("ascii");

@@ -1,15 +1,14 @@
-//! Every fuzz target (fuzz/src/lib.rs) on its corpus — seeded from docs/test-vectors — and on
-//! random mutations of it for a few seconds each, on stable Rust and without libFuzzer: no input
-//! may panic or hang a parser. `STATELEDGER_FUZZ_SECONDS` sets the time per target (default 3);
-//! the long, coverage-guided runs are `cargo +nightly fuzz run <target>` (docs/SECURITY.md).
-//! A failing input is saved under fuzz/artifacts/<target>/ and named in the panic.
+//! Every fuzz target (crates/stateledger-fuzz-targets) on its corpus — seeded from
+//! docs/test-vectors — and on random mutations of it for a few seconds each, on stable Rust and
+//! without libFuzzer: no input may panic or hang a parser. `STATELEDGER_FUZZ_SECONDS` sets the
+//! time per target (default 3); the long, coverage-guided runs are `cargo +nightly fuzz run
+//! <target>` (docs/SECURITY.md). A failing input is saved under fuzz/artifacts/<target>/ and
+//! named in the panic.
 
 use std::path::Path;
 use std::time::Duration;
 
-#[path = "../fuzz/src/lib.rs"]
-#[allow(dead_code)]
-mod fuzz;
+use stateledger_fuzz_targets as fuzz;
 
 #[test]
 fn every_fuzz_target_survives_its_corpus_and_random_mutations() {

@@ -1,5 +1,5 @@
-//! cargo-fuzz target; the body is `stateledger_fuzz::targets::grpc_messages` (src/lib.rs), which the
-//! stable driver (src/bin/drive.rs) runs too.
+//! cargo-fuzz target; the body is `stateledger_fuzz_targets::targets::grpc_messages`
+//! (crates/stateledger-fuzz-targets), which the stable driver (src/bin/drive.rs) runs too.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| stateledger_fuzz::targets::grpc_messages(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stateledger_fuzz_targets::targets::grpc_messages(data));

@@ -10,7 +10,7 @@ use madsim::rand::{thread_rng, Rng};
 use stateledger_client::{ClientError, ConnectOptions};
 use stateledger_core::record::{decode_record, CheckedRecord, WriterKey};
 use stateledger_core::trust::TrustPolicy;
-use stateledger_node::grpc::LEADER_CLUSTER_METADATA;
+use stateledger_proto::metadata::LEADER_CLUSTER;
 use stateledger_proto::v1 as pb;
 use stateledger_proto::v1::cluster_client::ClusterClient;
 use stateledger_proto::v1::ledger_client::LedgerClient;
@@ -201,7 +201,7 @@ impl AdminConn {
         if let Err(status) = &result {
             self.leader = status
                 .metadata()
-                .get(LEADER_CLUSTER_METADATA)
+                .get(LEADER_CLUSTER)
                 .and_then(|v| v.to_str().ok())
                 .filter(|a| !a.is_empty())
                 .map(str::to_string);

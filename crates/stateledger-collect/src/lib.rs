@@ -14,6 +14,12 @@
 //! same rules the ledger applies at submission (`stateledger_core::record::decode_record`), so a
 //! record that leaves this crate is one the ledger accepts.
 //!
+//! The rules a front end would otherwise make up for itself are here too, so that one (the CLI's
+//! `stateledger collect`) only parses its input and prints: a payload file's digest held to a
+//! digest given with it ([`mutation::MutationInput::payload_file`]), a redacted snapshot's salt
+//! kept before its record is made ([`config::ConfigCollection::into_record`]), and payload files
+//! read whole only up to a limit ([`payload_file`]).
+//!
 //! **Architecture invariant:** no network and no async. The only outside world a collector touches
 //! is the local file system, its own environment and short-lived local subprocesses (`git`,
 //! `--version` probes, `chronyc`, `timedatectl`), each bounded by a timeout and an output cap, and
@@ -29,6 +35,7 @@ pub mod digest;
 pub mod environment;
 pub mod limits;
 pub mod mutation;
+pub mod payload_file;
 mod record_meta;
 
 pub use record_meta::{now_unix_nanos, RecordMeta};

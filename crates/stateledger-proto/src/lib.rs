@@ -22,8 +22,18 @@ pub mod base64_bytes {
 #[cfg(all(feature = "grpc", not(madsim)))]
 pub mod server_codec;
 
-/// gRPC metadata keys the node sets on its answers and the client reads.
+/// gRPC metadata keys the node sets on its answers and the client reads: defined here only, so
+/// that both ends (and the tests that look at the wire) name the same key.
 pub mod metadata {
+    /// The leader's public address, on a FAILED_PRECONDITION redirect of a write.
+    pub const LEADER: &str = "x-stateledger-leader";
+    /// The leader's cluster address, on a redirect of an admin call (membership changes).
+    pub const LEADER_CLUSTER: &str = "x-stateledger-leader-cluster";
+    /// Other members' public addresses, comma-separated, when a node cannot serve a write and
+    /// knows no leader to redirect to (it lost its quorum).
+    pub const TRY: &str = "x-stateledger-try";
+    /// The leaf indexes of records already in the log, comma-separated, on ALREADY_EXISTS.
+    pub const EXISTING: &str = "x-stateledger-existing";
     /// Why a request was refused, when the status code alone does not say what to do:
     /// [`REASON_DISK_SPACE`].
     pub const REASON: &str = "x-stateledger-reason";

@@ -1,5 +1,6 @@
 //! The fuzz targets without libFuzzer (stable Rust): each target's corpus, then random mutations
-//! of it, for a while (src/lib.rs). A failing input is saved under `fuzz/artifacts/<target>/`.
+//! of it, for a while (crates/stateledger-fuzz-targets). A failing input is saved under
+//! `fuzz/artifacts/<target>/`.
 //!
 //! ```text
 //! cargo run --release --bin drive -- [SECONDS_PER_TARGET] [--target NAME] [--seed N]
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use stateledger_fuzz::{drive, save_failure, TARGETS};
+use stateledger_fuzz_targets::{drive, save_failure, TARGETS};
 
 fn main() -> ExitCode {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         // cargo-fuzz starts from fuzz/corpus/<target>/: give it every seed the driver uses.
         for t in TARGETS {
             let dir = root.join("fuzz/corpus").join(t.name);
-            let seeds = stateledger_fuzz::seeds(&root, t.name);
+            let seeds = stateledger_fuzz_targets::seeds(&root, t.name);
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 eprintln!("cannot create {}: {e}", dir.display());
                 return ExitCode::FAILURE;

@@ -10,8 +10,8 @@
 //! `verify-redacted` (prove a value against a redacted config digest with the snapshot's salt).
 //! Nothing is printed unless every record is valid; diagnostics go to stderr.
 //!
-//! This file uses only external crates and its sibling `super::output` (no `crate::` paths) so
-//! that `crates/stateledger-collect/tests/cli_collect.rs` can compile and test it as well.
+//! A thin face over `stateledger-collect`, which owns every rule (and tests it): this file turns
+//! flags into collector calls, names the flag that fixes an error, and prints.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -19,11 +19,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use stateledger_collect::capture::{self, CallData, SeedText};
 use stateledger_collect::code::{CodeCollector, CodeError};
-use stateledger_collect::config::{verify_redacted, ConfigCollector, Salt};
+use stateledger_collect::config::{
+    verify_redacted, ConfigCollector, ConfigRecordError, Salt, SaltKeeping,
+};
 use stateledger_collect::environment::{parse_flag, EnvironmentCollector};
 use stateledger_collect::mutation::{
-    parse_kafka_ref, DbInput, MutationInput, MutationReader, TextOrNumber,
+    parse_kafka_ref, DbInput, MutationError, MutationInput, MutationReader, TextOrNumber,
 };
+use stateledger_collect::payload_file::read_payload_file;
 use stateledger_collect::{pb, Body, RecordMeta};
 
 /// Writes a diagnostic line to standard error (never fails: see `output::diag`).
@@ -623,31 +626,22 @@ fn config(a: ConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     for key in &collection.values_dropped {
         diag!("note: the clear value of {key} was left out so the snapshot fits one record");
     }
-    // Build the record before writing the salt, so no salt is left behind for a record that was
-    // never printed.
-    let record = a
-        .record
-        .meta()
-        .record(Body::Config(collection.snapshot))
-        .context("the collected record is not one the ledger accepts")?;
-    match (&a.salt_out, &a.salt_in) {
-        (Some(path), _) => {
-            collection
-                .salt
-                .save(path)
-                .context("cannot keep the snapshot's salt")?;
-            diag!(
-                "salt written to {} (keep it: it proves redacted values)",
-                path.display()
-            );
+    let keeping = match &a.salt_out {
+        Some(path) => SaltKeeping::SaveTo(path),
+        None => SaltKeeping::Nowhere,
+    };
+    let record = match collection.into_record(&a.record.meta(), keeping) {
+        Ok(record) => record,
+        Err(e @ ConfigRecordError::SaltWouldBeLost { .. }) => {
+            bail!("{e}; pass --salt-out FILE to keep it (or --salt-in FILE to reuse one)")
         }
-        (None, Some(_)) => {}
-        (None, None) if !collection.redactions.is_empty() => bail!(
-            "{} entries are redacted, and their salt would be lost; pass --salt-out FILE to keep \
-             it (or --salt-in FILE to reuse one)",
-            collection.redactions.len()
-        ),
-        (None, None) => {}
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(path) = &a.salt_out {
+        diag!(
+            "salt written to {} (keep it: it proves redacted values)",
+            path.display()
+        );
     }
     print_record(out, &record)
 }
@@ -721,15 +715,10 @@ fn mutations(a: MutationArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     for result in MutationReader::new(reader) {
         match result {
             Ok(line) => {
-                let meta = RecordMeta {
-                    observed_at_unix_nanos: line
-                        .observed_at_unix_nanos
-                        .unwrap_or(meta.observed_at_unix_nanos),
-                    ..meta.clone()
-                };
-                let record = meta
-                    .record(Body::Mutation(line.mutation))
-                    .with_context(|| format!("line {}: not a record the ledger accepts", line.line))?;
+                let number = line.line;
+                let record = line
+                    .record(&meta)
+                    .with_context(|| format!("line {number}: not a record the ledger accepts"))?;
                 print_record(out, &record)?;
             }
             Err(e) if a.keep_going => {
@@ -754,27 +743,13 @@ fn mutation_from_flags(a: &MutationArgs) -> anyhow::Result<MutationInput> {
         v.clone()
             .with_context(|| format!("{flag} is required (or read mutations with --jsonl)"))
     };
-    if a.payload.is_some() && a.payload_file.is_some() {
-        bail!("give at most one of --payload and --payload-file");
-    }
-    let mut payload_digest = a.payload_digest.clone();
+    let mut input = MutationInput {
+        payload: a.payload.clone(),
+        payload_digest: a.payload_digest.clone(),
+        ..MutationInput::default()
+    };
     if let Some(path) = &a.payload_file {
-        let (digest, _) = stateledger_collect::digest::sha256_file(
-            path,
-            stateledger_collect::limits::PAYLOAD_FILE_BYTES_MAX,
-        )
-        .with_context(|| format!("cannot read {}", path.display()))?;
-        if let Some(given) = &payload_digest {
-            let given = stateledger_collect::digest::parse_digest(given)
-                .map_err(|reason| anyhow::anyhow!("--payload-digest is invalid: {reason}"))?;
-            if given != digest {
-                bail!(
-                    "--payload-digest {given} does not match {}, whose digest is {digest}",
-                    path.display()
-                );
-            }
-        }
-        payload_digest = Some(digest);
+        input = input.payload_file(path).map_err(payload_file_error)?;
     }
     Ok(MutationInput {
         kind: required(&a.kind, "--kind")?,
@@ -784,9 +759,6 @@ fn mutation_from_flags(a: &MutationArgs) -> anyhow::Result<MutationInput> {
             .sequence
             .context("--sequence is required (or read mutations with --jsonl)")?,
         origin: a.origin.clone(),
-        payload: a.payload.clone(),
-        payload_base64: None,
-        payload_digest,
         kafka: a.kafka.as_deref().map(parse_kafka_ref).transpose()?,
         db: match (&a.db, &a.tx_id) {
             (Some(database), Some(tx)) => Some(DbInput {
@@ -797,8 +769,29 @@ fn mutation_from_flags(a: &MutationArgs) -> anyhow::Result<MutationInput> {
         },
         other_ref: a.other_ref.clone(),
         captures: a.capture.clone(),
-        observed_at_unix_nanos: None,
+        ..input
     })
+}
+
+/// A payload file error in the words of the flags that gave it.
+fn payload_file_error(e: MutationError) -> anyhow::Error {
+    match e {
+        MutationError::Conflicting { .. } => {
+            anyhow::anyhow!("give at most one of --payload and --payload-file")
+        }
+        MutationError::Invalid { reason, .. } => {
+            anyhow::anyhow!("--payload-digest is invalid: {reason}")
+        }
+        MutationError::PayloadFileMismatch {
+            given,
+            path,
+            computed,
+        } => anyhow::anyhow!(
+            "--payload-digest {given} does not match {}, whose digest is {computed}",
+            path.display()
+        ),
+        e => anyhow::Error::new(e),
+    }
 }
 
 fn seed(a: SeedArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -825,24 +818,17 @@ fn clock(a: ClockArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     emit(out, &a.record.meta(), Body::Nondeterminism(capture))
 }
 
-fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let max = stateledger_collect::limits::PAYLOAD_FILE_BYTES_MAX;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > max {
-        bail!("{} is larger than {max} bytes", path.display());
-    }
-    Ok(bytes)
-}
-
 fn external_call(a: ExternalCallArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let request_bytes = a.request_file.as_deref().map(read_limited).transpose()?;
-    let response_bytes = a.response_file.as_deref().map(read_limited).transpose()?;
+    let request_bytes = a
+        .request_file
+        .as_deref()
+        .map(read_payload_file)
+        .transpose()?;
+    let response_bytes = a
+        .response_file
+        .as_deref()
+        .map(read_payload_file)
+        .transpose()?;
     let request = match (&request_bytes, &a.request_digest) {
         (Some(b), _) => Some(CallData::Bytes(b)),
         (None, Some(d)) => Some(CallData::Digest(d)),
@@ -872,7 +858,7 @@ fn verify(a: VerifyRedactedArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .with_context(|| format!("environment variable {name} is not set"))?
             .into_bytes()
     } else if let Some(path) = &a.value_file {
-        read_limited(path)?
+        read_payload_file(path)?
     } else {
         bail!("give the value: --value, --value-env or --value-file");
     };

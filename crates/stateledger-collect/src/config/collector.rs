@@ -81,6 +81,9 @@ pub struct ConfigCollection {
     /// The key of every redacted digest in `snapshot`. Keep it (see [`Salt::save`]) to prove
     /// values later; it is not in the record.
     pub salt: Salt,
+    /// The salt was given to the collector ([`ConfigCollector::salt`]): the caller holds it
+    /// already, so it needs no keeping ([`ConfigCollection::into_record`]).
+    pub salt_reused: bool,
     /// The redacted entries and why each was.
     pub redactions: Vec<Redaction>,
     /// Entries whose clear value was left out so the snapshot fits one record.
@@ -203,8 +206,13 @@ impl ConfigCollector {
         if gather.rejection.total > 0 {
             return Err(gather.rejection);
         }
-        let salt = self.salt.clone().unwrap_or_else(Salt::generate);
-        build(self, gather.items, salt)
+        let (salt, salt_reused) = match &self.salt {
+            Some(salt) => (salt.clone(), true),
+            None => (Salt::generate(), false),
+        };
+        let mut collection = build(self, gather.items, salt)?;
+        collection.salt_reused = salt_reused;
+        Ok(collection)
     }
 }
 
@@ -943,6 +951,7 @@ fn build(
     Ok(ConfigCollection {
         snapshot,
         salt,
+        salt_reused: false,
         redactions,
         values_dropped,
     })

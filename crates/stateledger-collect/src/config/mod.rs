@@ -6,6 +6,7 @@ mod collector;
 mod error;
 pub mod placeholder;
 mod salt;
+mod salt_keeping;
 pub mod secret;
 pub mod structured;
 
@@ -14,6 +15,7 @@ pub use error::{ConfigError, ConfigRejection};
 pub use salt::{
     verify_redacted, RedactedMismatch, Salt, SaltError, REDACTED_DIGEST_PREFIX, SALT_BYTES,
 };
+pub use salt_keeping::{ConfigRecordError, SaltKeeping};
 
 #[cfg(test)]
 mod tests;

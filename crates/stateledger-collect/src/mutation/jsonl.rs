@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
 
-use stateledger_core::record::pb;
+use stateledger_core::record::{pb, Body, RecordError};
 
 use super::{MutationError, MutationInput};
 use crate::limits::MUTATION_LINE_BYTES_MAX;
+use crate::RecordMeta;
 
 /// One good line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,20 @@ pub struct MutationLine {
     pub mutation: pb::Mutation,
     /// The line's own observation time, if it gave one.
     pub observed_at_unix_nanos: Option<u64>,
+}
+
+impl MutationLine {
+    /// The line as a record: `meta`'s system and scope, and the line's own observation time when
+    /// it gave one, `meta`'s otherwise. Checked like every record ([`RecordMeta::record`]).
+    pub fn record(self, meta: &RecordMeta) -> Result<pb::Record, RecordError> {
+        RecordMeta {
+            observed_at_unix_nanos: self
+                .observed_at_unix_nanos
+                .unwrap_or(meta.observed_at_unix_nanos),
+            ..meta.clone()
+        }
+        .record(Body::Mutation(self.mutation))
+    }
 }
 
 /// What is wrong with a line.

@@ -23,6 +23,8 @@
 
 mod jsonl;
 
+use std::path::{Path, PathBuf};
+
 use base64::Engine as _;
 use sha2::Digest as _;
 use stateledger_core::limits::{LIST_ITEMS_MAX, TEXT_BYTES_MAX};
@@ -44,6 +46,14 @@ pub enum MutationError {
     Conflicting { fields: &'static str },
     #[error("payload_digest {given} does not match the payload, whose digest is {computed}")]
     PayloadMismatch { given: String, computed: String },
+    #[error("cannot read {}: {reason}", path.display())]
+    PayloadFileUnreadable { path: PathBuf, reason: String },
+    #[error("payload_digest {given} does not match {}, whose digest is {computed}", path.display())]
+    PayloadFileMismatch {
+        given: String,
+        path: PathBuf,
+        computed: String,
+    },
     #[error("{field} has {count} items, more than the limit of {max}")]
     TooManyItems {
         field: &'static str,
@@ -163,6 +173,38 @@ fn digest_like(like: &str, payload: &[u8]) -> Option<String> {
 }
 
 impl MutationInput {
+    /// Takes the payload's digest from a file, hashed in chunks (a payload may be large, up to
+    /// [`PAYLOAD_FILE_BYTES_MAX`](crate::limits::PAYLOAD_FILE_BYTES_MAX)); only the digest is
+    /// recorded. A digest given already must be the file's, so the two never disagree silently;
+    /// an inline payload cannot be given as well.
+    pub fn payload_file(mut self, path: &Path) -> Result<Self, MutationError> {
+        if self.payload.is_some() || self.payload_base64.is_some() {
+            return Err(MutationError::Conflicting {
+                fields: "payload, payload_file",
+            });
+        }
+        let (computed, _) = crate::digest::sha256_file(path, crate::limits::PAYLOAD_FILE_BYTES_MAX)
+            .map_err(|e| MutationError::PayloadFileUnreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        if let Some(given) = &self.payload_digest {
+            let given = parse_digest(given).map_err(|reason| MutationError::Invalid {
+                field: "payload_digest",
+                reason,
+            })?;
+            if given != computed {
+                return Err(MutationError::PayloadFileMismatch {
+                    given,
+                    path: path.to_path_buf(),
+                    computed,
+                });
+            }
+        }
+        self.payload_digest = Some(computed);
+        Ok(self)
+    }
+
     /// Checks the description and turns it into the record body.
     pub fn into_mutation(self) -> Result<pb::Mutation, MutationError> {
         text("kind", &self.kind, true)?;

@@ -238,3 +238,104 @@ fn overlong_and_binary_lines_do_not_stop_the_stream() {
     );
     assert_eq!(results[2].as_ref().expect("good").line, 3);
 }
+
+/// A payload given as a file is hashed; a digest given with it must be the file's.
+#[test]
+fn a_payload_file_is_hashed_and_reconciled_with_a_given_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("payload.json");
+    std::fs::write(&path, b"{\"order\":17}").expect("write");
+    let digest = sha256_digest(b"{\"order\":17}");
+
+    let m = input()
+        .payload_file(&path)
+        .expect("hashed")
+        .into_mutation()
+        .expect("valid");
+    assert_eq!(m.payload_digest, digest);
+
+    // The same digest given too, in any case: accepted, recorded in canonical form.
+    let given = MutationInput {
+        payload_digest: Some(digest.to_uppercase()),
+        ..input()
+    };
+    let m = given.payload_file(&path).expect("agrees");
+    assert_eq!(m.payload_digest.as_deref(), Some(digest.as_str()));
+
+    // Another digest: refused, with both digests and the file named.
+    let other = sha256_digest(b"other");
+    let err = MutationInput {
+        payload_digest: Some(other.clone()),
+        ..input()
+    }
+    .payload_file(&path)
+    .expect_err("disagrees");
+    assert_eq!(
+        err,
+        MutationError::PayloadFileMismatch {
+            given: other,
+            path: path.clone(),
+            computed: digest.clone()
+        }
+    );
+
+    // A digest that is no digest.
+    let err = MutationInput {
+        payload_digest: Some("md5:abc".into()),
+        ..input()
+    }
+    .payload_file(&path)
+    .expect_err("not a digest");
+    assert!(
+        matches!(
+            err,
+            MutationError::Invalid {
+                field: "payload_digest",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // An inline payload as well: refused before the file is read.
+    let err = MutationInput {
+        payload: Some("{}".into()),
+        ..input()
+    }
+    .payload_file(&dir.path().join("missing"))
+    .expect_err("two payloads");
+    assert_eq!(
+        err,
+        MutationError::Conflicting {
+            fields: "payload, payload_file"
+        }
+    );
+
+    // A file that cannot be read.
+    let missing = dir.path().join("missing");
+    let err = input().payload_file(&missing).expect_err("missing");
+    assert!(
+        matches!(&err, MutationError::PayloadFileUnreadable { path, .. } if *path == missing),
+        "{err:?}"
+    );
+}
+
+/// A line's own observation time wins over the caller's; without one, the caller's is used.
+#[test]
+fn a_line_becomes_a_record_at_its_own_time_or_the_callers() {
+    let stream = concat!(
+        r#"{"kind":"a","id":"1","source":"s","sequence":1,"observed_at_unix_nanos":5}"#,
+        "\n",
+        r#"{"kind":"a","id":"2","source":"s","sequence":2}"#,
+        "\n",
+    );
+    let meta = RecordMeta::new("orders-service", "prod", 9);
+    let records: Vec<pb::Record> = MutationReader::new(stream.as_bytes())
+        .map(|line| line.expect("good line").record(&meta).expect("valid"))
+        .collect();
+    let times: Vec<u64> = records.iter().map(|r| r.observed_at_unix_nanos).collect();
+    assert_eq!(times, [5, 9]);
+    assert!(records
+        .iter()
+        .all(|r| r.system == "orders-service" && r.scope == "prod"));
+}

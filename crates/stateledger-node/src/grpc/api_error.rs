@@ -9,22 +9,13 @@
 use prost::Message as _;
 use stateledger_core::record::RecordError;
 use stateledger_proto::v1 as pb;
+use stateledger_proto::metadata::{EXISTING, LEADER, LEADER_CLUSTER, TRY};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 use crate::ledger::ReadError;
 use crate::raft::{NodeId, Refusal};
 use crate::store::StoreError;
-
-/// Metadata key carrying the leader's public address on a redirect.
-pub const LEADER_METADATA: &str = "x-stateledger-leader";
-/// Metadata key carrying the leader's cluster address on an admin redirect.
-pub const LEADER_CLUSTER_METADATA: &str = "x-stateledger-leader-cluster";
-/// Metadata key carrying other members' public addresses (comma-separated) when this node cannot
-/// serve a write and knows no leader to redirect to.
-pub const TRY_METADATA: &str = "x-stateledger-try";
-/// Metadata key carrying existing leaf indexes on ALREADY_EXISTS.
-pub const EXISTING_METADATA: &str = "x-stateledger-existing";
 
 /// A failed call (see the module comment).
 #[derive(Debug, thiserror::Error)]
@@ -420,20 +411,20 @@ impl ApiError {
             }
         };
         if !details.leader_public_addr.is_empty() {
-            set(LEADER_METADATA, &details.leader_public_addr);
+            set(LEADER, &details.leader_public_addr);
         }
         if !details.leader_cluster_addr.is_empty() {
-            set(LEADER_CLUSTER_METADATA, &details.leader_cluster_addr);
+            set(LEADER_CLUSTER, &details.leader_cluster_addr);
         }
         if let ApiError::Retry(RetryError::NotLeader {
             redirect: Redirect::QuorumLost { others },
             ..
         }) = &self
         {
-            set(TRY_METADATA, &others.join(","));
+            set(TRY, &others.join(","));
         }
         if !details.existing_leaf_indexes.is_empty() {
-            set(EXISTING_METADATA, &join(&details.existing_leaf_indexes));
+            set(EXISTING, &join(&details.existing_leaf_indexes));
         }
         if matches!(self, ApiError::Retry(RetryError::DiskSpace { .. })) {
             set(
@@ -496,7 +487,7 @@ mod tests {
         assert_eq!(d.leader_cluster_addr, "127.0.0.1:8001");
         assert_eq!(
             s.metadata()
-                .get(LEADER_METADATA)
+                .get(LEADER)
                 .and_then(|v| v.to_str().ok()),
             Some("127.0.0.1:7001")
         );
@@ -525,7 +516,7 @@ mod tests {
         assert_eq!(details(&s).reason(), pb::ErrorReason::QuorumLost);
         assert_eq!(details(&s).try_public_addrs, vec!["a:1", "b:2"]);
         assert_eq!(
-            s.metadata().get(TRY_METADATA).and_then(|v| v.to_str().ok()),
+            s.metadata().get(TRY).and_then(|v| v.to_str().ok()),
             Some("a:1,b:2")
         );
     }
@@ -540,7 +531,7 @@ mod tests {
         assert_eq!(details(&s).existing_leaf_indexes, vec![3, 4]);
         assert_eq!(
             s.metadata()
-                .get(EXISTING_METADATA)
+                .get(EXISTING)
                 .and_then(|v| v.to_str().ok()),
             Some("3,4")
         );

@@ -7,8 +7,7 @@ pub mod cluster_service;
 pub mod ledger_service;
 
 pub use api_error::{
-    ApiError, CallerError, NodeError, Queue, Redirect, RetryError, EXISTING_METADATA,
-    LEADER_CLUSTER_METADATA, LEADER_METADATA, TRY_METADATA,
+    ApiError, CallerError, NodeError, Queue, Redirect, RetryError,
 };
 
 use crate::node::NodeShared;

@@ -1,9 +1,13 @@
-//! The storage seam: a few ordered key-value trees with batches (kept whole by a crash, or cut to a
-//! prefix, per tree: [`Tree::batches_atomic`]) and an explicit `sync`.
+//! The storage seam: a few ordered key-value trees, written in batches that become durable at an
+//! explicit `sync`. A crash keeps a prefix of the unsynced writes: whole batches in the Raft
+//! trees, possibly part of one in the others ([`Tree::batches_atomic`], [`Kv`]).
 //!
-//! Production uses sled ([`super::sled_kv::SledKv`]); the simulation and unit tests use
-//! [`super::mem_kv::MemKv`], which keeps synced and unsynced writes apart and can lose the
-//! unsynced part on a simulated crash. Everything above this trait is shared.
+//! Production keeps the Raft trees in the Raft log's own file ([`super::wal::WalKv`]) and the
+//! ledger's in sled ([`super::sled_kv::SledKv`]); the simulation runs the same log file code on
+//! simulated files and the ledger on [`super::mem_kv::MemKv`], which keeps synced and unsynced
+//! writes apart and can lose the unsynced part on a simulated crash; unit tests often use one
+//! `MemKv` for all. Everything above this trait is shared, and `store/kv_contract.rs` holds the
+//! three implementations to the contract below.
 
 use std::future::Future;
 use std::pin::Pin;

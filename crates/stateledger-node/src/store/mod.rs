@@ -3,6 +3,8 @@
 //! and verifies it on every read (sled is treated as untrusted: it has lost and corrupted data).
 
 pub mod kv;
+#[cfg(all(test, not(madsim)))]
+mod kv_contract;
 pub mod log_store;
 pub mod mem_kv;
 pub mod node_state;
@@ -219,11 +221,11 @@ impl Batch {
     }
 }
 
-/// Checksummed access to the node's storage: the Raft trees ([`Tree::Raft`], [`Tree::Log`]) in
-/// one [`Kv`] and the ledger's trees in another. Production keeps the Raft log in its own file
-/// ([`wal`]) and the ledger in sled; the simulation runs the same log code on simulated files and
-/// the ledger on a [`MemKv`], synced apart the same way; unit tests often use one [`MemKv`] for
-/// both.
+/// Checksummed access to the node's storage: the Raft trees ([`Tree::Raft`], [`Tree::Log`], and
+/// the log's copy of [`Tree::Node`]) in one [`Kv`] and the ledger's trees in another.
+/// Production keeps the Raft log in its own file ([`wal`]) and the ledger in sled; the
+/// simulation runs the same log code on simulated files and the ledger on a [`MemKv`], synced
+/// apart the same way; unit tests often use one [`MemKv`] for both.
 #[derive(Clone)]
 pub struct Store {
     kv: Arc<dyn Kv>,

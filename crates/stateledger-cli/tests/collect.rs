@@ -1,48 +1,65 @@
-//! The CLI's `stateledger collect` command, compiled from the CLI's source and run in-process:
-//! every record it prints parses as a record and passes the ledger's checks.
-
-#[path = "../../stateledger-cli/src/cmd/collect.rs"]
-#[allow(dead_code)]
-mod collect;
-#[path = "../../stateledger-cli/src/cmd/output.rs"]
-#[allow(dead_code, unused_macros)]
-mod output;
+//! `stateledger collect` as a user runs it: the flags reach the collectors, every record printed
+//! parses as a record and passes the ledger's checks, and every refusal exits 2 with a message
+//! that names the flag that fixes it. The rules themselves are `stateledger-collect`'s, tested
+//! there.
 
 use std::path::Path;
+use std::process::Command;
 
-use clap::Parser as _;
 use prost::Message as _;
 use stateledger_collect::config::{verify_redacted, Salt};
 use stateledger_collect::pb;
 use stateledger_core::record::{decode_record, Body};
 
-#[derive(clap::Parser, Debug)]
-#[command(name = "stateledger")]
-struct Cli {
-    #[command(subcommand)]
-    command: Top,
+/// What one run of `stateledger collect` printed.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
 }
 
-#[derive(clap::Subcommand, Debug)]
-enum Top {
-    Collect(collect::CollectArgs),
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {:?}: {}", self.code, self.stderr)
+    }
 }
 
-/// Runs `stateledger collect <args>`; returns the records printed, each checked like the ledger
-/// checks a submission.
-fn run(args: &[&str]) -> anyhow::Result<Vec<pb::Record>> {
-    let argv = ["stateledger", "collect"].iter().chain(args);
-    let Top::Collect(args) = Cli::try_parse_from(argv)?.command;
-    let mut out = Vec::new();
-    collect::run_with(args, &mut out)?;
-    let text = String::from_utf8(out).expect("utf-8 output");
-    Ok(text
+/// Runs `stateledger collect <args>`.
+fn collect(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_stateledger"))
+        .arg("collect")
+        .args(args)
+        .env_remove("STATELEDGER_PROFILE")
+        .output()
+        .expect("stateledger runs");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 output"),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The records a run printed, each checked like the ledger checks a submission.
+fn printed(run: &Run) -> Vec<pb::Record> {
+    run.stdout
         .lines()
         .map(|line| {
             let record: pb::Record = serde_json::from_str(line).expect("a record per line");
             decode_record(&record.encode_to_vec()).expect("a record the ledger accepts")
         })
-        .collect())
+        .collect()
+}
+
+/// Runs `stateledger collect <args>`: the records printed when it exits 0; the run when it fails
+/// (exit 2, as every collect refusal, nothing printed unless stated).
+fn run(args: &[&str]) -> Result<Vec<pb::Record>, Run> {
+    let run = collect(args);
+    match run.code {
+        Some(0) => Ok(printed(&run)),
+        Some(2) => Err(run),
+        _ => panic!("stateledger collect {args:?}: {run}"),
+    }
 }
 
 fn path(p: &Path) -> &str {
@@ -107,7 +124,8 @@ fn config_with_secrets_needs_a_salt_file_and_verifies() {
     ];
 
     let err = run(&base).expect_err("salt would be lost");
-    assert!(err.to_string().contains("pass --salt-out FILE"), "{err}");
+    assert!(err.stderr.contains("pass --salt-out FILE"), "{err}");
+    assert_eq!(err.stdout, "", "nothing printed");
 
     let salt_path = dir.path().join("snapshot.salt");
     let mut args = base.to_vec();
@@ -129,9 +147,7 @@ fn config_with_secrets_needs_a_salt_file_and_verifies() {
     let value_file = dir.path().join("value");
     std::fs::write(&value_file, "hunter2").expect("write");
     let verify = |value: &str, output: &str| {
-        let argv = [
-            "stateledger",
-            "collect",
+        let run = collect(&[
             "verify-redacted",
             "--salt-file",
             path(&salt_path),
@@ -141,10 +157,11 @@ fn config_with_secrets_needs_a_salt_file_and_verifies() {
             value,
             "--output",
             output,
-        ];
-        let Top::Collect(args) = Cli::try_parse_from(argv).expect("parses").command;
-        let mut out = Vec::new();
-        collect::run_with(args, &mut out).map(|()| String::from_utf8(out).expect("utf-8"))
+        ]);
+        match run.code {
+            Some(0) => Ok(run.stdout),
+            _ => Err(run),
+        }
     };
     assert!(verify(path(&value_file), "text")
         .expect("matches")
@@ -159,7 +176,7 @@ fn config_with_secrets_needs_a_salt_file_and_verifies() {
 
     // An existing salt file is never overwritten.
     let err = run(&args).expect_err("salt file exists");
-    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    assert!(err.stderr.contains("already exists"), "{err}");
 }
 
 #[test]
@@ -176,9 +193,9 @@ fn partial_config_prints_nothing_and_names_every_problem() {
         "STATELEDGER_TEST_SURELY_UNSET",
     ])
     .expect_err("partial");
-    let message = err.to_string();
+    let message = err.stderr;
     assert!(
-        message.starts_with("partial config is rejected"),
+        message.starts_with("error: partial config is rejected"),
         "{message}"
     );
     assert!(message.contains(&format!(
@@ -244,7 +261,7 @@ fn environment_with_flags() {
         })
     );
     let err = run(&["env", "--system", "x", "--time-synchronized"]).expect_err("needs a kind");
-    assert!(err.to_string().contains("--time-source"), "{err}");
+    assert!(err.stderr.contains("--time-source"), "{err}");
 }
 
 /// Without a remote the repository has no name; the error names the flag that gives one.
@@ -276,7 +293,7 @@ fn code_errors_name_the_flag_that_fixes_them() {
     ]));
     let err = run(&["code", "--system", "x", "--repo", path(dir.path())])
         .expect_err("no remote, no name");
-    let text = format!("{err:#}");
+    let text = err.stderr;
     assert!(text.contains("has no remote"), "{text}");
     assert!(text.contains("--repo-name"), "{text}");
 }
@@ -336,26 +353,24 @@ fn mutations_from_flags_and_jsonl() {
     ];
     let err = run(&args).expect_err("line 3 is bad");
     assert!(
-        format!("{err:#}").contains("line 3: not a mutation object"),
-        "{err:#}"
+        err.stderr.contains("line 3: not a mutation object"),
+        "{err}"
     );
 
     let mut keep_going = args.to_vec();
     keep_going.push("--keep-going");
     let err = run(&keep_going).expect_err("still an error status");
-    assert_eq!(err.to_string(), "1 bad mutation lines were skipped");
+    assert!(
+        err.stderr
+            .ends_with("error: 1 bad mutation lines were skipped\n"),
+        "{err}"
+    );
 
     // The records before the bad line, and with --keep-going those after it, are printed.
-    let argv = ["stateledger", "collect"].iter().chain(keep_going.iter());
-    let Top::Collect(parsed) = Cli::try_parse_from(argv).expect("parses").command;
-    let mut out = Vec::new();
-    let _ = collect::run_with(parsed, &mut out);
-    let printed: Vec<pb::Record> = String::from_utf8(out)
-        .expect("utf-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record"))
+    let times: Vec<u64> = printed(&err)
+        .iter()
+        .map(|r| r.observed_at_unix_nanos)
         .collect();
-    let times: Vec<u64> = printed.iter().map(|r| r.observed_at_unix_nanos).collect();
     assert_eq!(times, [5, 9, 9]);
 
     assert!(run(&["mutations", "--system", "x", "--jsonl", "-", "--kind", "k"]).is_err());
@@ -409,4 +424,57 @@ fn captures() {
         panic!("an external call")
     };
     assert_eq!(call.response, br#"{"rate":1.08}"#);
+}
+
+/// The library's payload-file rules, told in the flags' words.
+#[test]
+fn a_payload_file_and_its_digest_must_agree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, "{}").expect("write");
+    let base = [
+        "mutations",
+        "--system",
+        "orders-service",
+        "--kind",
+        "order_created",
+        "--id",
+        "evt-1",
+        "--source",
+        "kafka:orders/3",
+        "--sequence",
+        "1",
+        "--payload-file",
+        path(&payload),
+    ];
+    let records = run(&base).expect("runs");
+    let Some(Body::Mutation(m)) = &records[0].body else {
+        panic!("a mutation record")
+    };
+    let digest = m.payload_digest.clone();
+
+    let mut agreeing = base.to_vec();
+    agreeing.extend(["--payload-digest", &digest]);
+    run(&agreeing).expect("the same digest");
+
+    let other = format!("sha256:{}", "0".repeat(64));
+    let mut other_digest = base.to_vec();
+    other_digest.extend(["--payload-digest", &other]);
+    let err = run(&other_digest).expect_err("another digest");
+    assert!(
+        err.stderr.contains(&format!(
+            "--payload-digest {other} does not match {}, whose digest is {digest}",
+            payload.display()
+        )),
+        "{err}"
+    );
+
+    let mut both = base.to_vec();
+    both.extend(["--payload", "{}"]);
+    let err = run(&both).expect_err("two payloads");
+    assert!(
+        err.stderr
+            .contains("give at most one of --payload and --payload-file"),
+        "{err}"
+    );
 }

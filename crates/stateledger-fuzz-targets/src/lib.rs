@@ -2,13 +2,14 @@
 //! without libFuzzer (docs/SECURITY.md, "Fuzzing").
 //!
 //! Each target takes arbitrary bytes and must neither panic, hang nor allocate without bound,
-//! whatever they are. The same functions run under cargo-fuzz (`fuzz_targets/`, nightly,
+//! whatever they are. The same functions run under cargo-fuzz (`fuzz/fuzz_targets/`, nightly,
 //! coverage-guided) and under [`drive`] (stable: the corpus, then random mutations of it for a
-//! while), which `tests/fuzz_smoke.rs` runs in the workspace's tests and `src/bin/drive.rs` runs
-//! from the command line. The corpus is seeded from `docs/test-vectors/` ([`seeds`]) and kept
-//! in `fuzz/corpus/<target>/`.
+//! while), which `tests/fuzz_smoke.rs` runs in the workspace's tests and `fuzz/src/bin/drive.rs`
+//! runs from the command line. The corpus is seeded from `docs/test-vectors/` ([`seeds`]) and
+//! kept in `fuzz/corpus/<target>/`.
 //!
-//! This file is one module on purpose: the workspace's test includes it with `#[path]`.
+//! A library of the main workspace, so that the workspace's tests and the `fuzz/` crate (its own
+//! workspace, built by cargo-fuzz with nightly and sanitizer flags) share one copy of the targets.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,8 +36,10 @@ pub mod targets {
     pub fn vector_policy() -> &'static TrustPolicy {
         static POLICY: OnceLock<TrustPolicy> = OnceLock::new();
         POLICY.get_or_init(|| {
-            TrustPolicy::from_json(include_bytes!("../../docs/test-vectors/trust_policy.json"))
-                .expect("the vectors' trust policy parses")
+            TrustPolicy::from_json(include_bytes!(
+                "../../../docs/test-vectors/trust_policy.json"
+            ))
+            .expect("the vectors' trust policy parses")
         })
     }
 
@@ -392,7 +395,7 @@ impl Rng {
         Rng(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -405,7 +408,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 }
@@ -426,7 +429,7 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8]) {
         }
         2 => {
             let i = rng.below(len + 1);
-            input.insert(i, rng.next() as u8);
+            input.insert(i, rng.next_u64() as u8);
         }
         3 if len > 0 => {
             let i = rng.below(len);
