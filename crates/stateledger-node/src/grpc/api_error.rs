@@ -8,8 +8,8 @@
 
 use prost::Message as _;
 use stateledger_core::record::RecordError;
-use stateledger_proto::v1 as pb;
 use stateledger_proto::metadata::{EXISTING, LEADER, LEADER_CLUSTER, TRY};
+use stateledger_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -486,9 +486,7 @@ mod tests {
         assert_eq!(d.leader_public_addr, "127.0.0.1:7001");
         assert_eq!(d.leader_cluster_addr, "127.0.0.1:8001");
         assert_eq!(
-            s.metadata()
-                .get(LEADER)
-                .and_then(|v| v.to_str().ok()),
+            s.metadata().get(LEADER).and_then(|v| v.to_str().ok()),
             Some("127.0.0.1:7001")
         );
         assert!(s.message().contains("not the leader"), "{}", s.message());
@@ -530,9 +528,7 @@ mod tests {
         assert_eq!(s.code(), Code::AlreadyExists);
         assert_eq!(details(&s).existing_leaf_indexes, vec![3, 4]);
         assert_eq!(
-            s.metadata()
-                .get(EXISTING)
-                .and_then(|v| v.to_str().ok()),
+            s.metadata().get(EXISTING).and_then(|v| v.to_str().ok()),
             Some("3,4")
         );
         let s: Status = CallerError::Refused {

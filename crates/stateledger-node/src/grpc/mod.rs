@@ -6,9 +6,7 @@ pub mod authz;
 pub mod cluster_service;
 pub mod ledger_service;
 
-pub use api_error::{
-    ApiError, CallerError, NodeError, Queue, Redirect, RetryError,
-};
+pub use api_error::{ApiError, CallerError, NodeError, Queue, Redirect, RetryError};
 
 use crate::node::NodeShared;
 use crate::raft::{NodeId, NodeInfo};
