@@ -189,6 +189,21 @@ impl crate::checkpoint_wait::CheckpointSource for NodeShared {
     }
 }
 
+impl checkpointer::CheckpointHolder for NodeShared {
+    fn is_leader(&self) -> bool {
+        NodeShared::is_leader(self)
+    }
+    fn checkpoint_wanted(&self) -> &Notify {
+        &self.checkpoint_wanted
+    }
+    fn wanted_time(&self) -> &Mutex<u64> {
+        &self.wanted_time
+    }
+    fn offer_checkpoint(&self, known: SignedCheckpoint) {
+        NodeShared::offer_checkpoint(self, known)
+    }
+}
+
 /// A started node.
 pub struct NodeHandle {
     pub shared: Arc<NodeShared>,
@@ -427,10 +442,23 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         submit_rx,
     )));
     tasks.push(tokio::spawn(checkpointer::run(
-        shared.clone(),
+        checkpointer::Checkpointer {
+            id: config.node.id,
+            limits: config.limits.clone(),
+            cluster: config.cluster.clone(),
+            raft: raft.clone(),
+            ledger: ledger.clone(),
+            signer: shared.signer.clone(),
+            clock: shared.clock.clone(),
+            connector: shared.connector.clone(),
+            held: shared.clone(),
+            #[cfg(madsim)]
+            known_bad,
+        },
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(checkpointer::follow_published(
+        ledger.clone(),
         shared.clone(),
         shutdown_rx.clone(),
     )));

@@ -26,12 +26,6 @@ const KNOWN_EDGES: &[(&str, &str, &str)] = &[
          (`ledger/snapshot.rs`), or the type config moves next to the state machine",
     ),
     (
-        "checkpointer",
-        "node",
-        "takes `NodeShared`; needs Raft, the ledger, the signer, the connector and the held \
-         checkpoints",
-    ),
-    (
         "grpc",
         "node",
         "the services take `NodeShared`; the public service's Status reports nearly all of it",
