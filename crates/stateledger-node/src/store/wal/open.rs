@@ -7,13 +7,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::frame::{self, FILE_MAGIC};
 use super::generation::new_file;
-use super::io::{self, WalIo};
+use super::io::WalIo;
 use super::marker::{self, Mark, MARKER_FILE};
 use super::{
     file_name, kv_err, mem, Inner, MarkerState, WalDamage, WalKv, WalOpen, WalOptions,
-    EVIDENCE_SUFFIX, WAL_DIR,
+    EVIDENCE_SUFFIX,
 };
-use crate::store::kv::KvError;
 use crate::store::StoreError;
 
 impl WalKv {
@@ -29,9 +28,12 @@ impl WalKv {
         data_dir: &std::path::Path,
         options: WalOptions,
     ) -> Result<WalOpen, StoreError> {
-        let dir = data_dir.join(WAL_DIR);
-        let io = io::OsDir::new(&dir)
-            .map_err(|e| KvError::new("create log dir", format!("{}: {e}", dir.display())))?;
+        // Full paths, not imports: this is their only use, and it is not compiled in the
+        // simulation, where the imports would be unused.
+        let dir = data_dir.join(super::WAL_DIR);
+        let io = super::io::OsDir::new(&dir).map_err(|e| {
+            crate::store::kv::KvError::new("create log dir", format!("{}: {e}", dir.display()))
+        })?;
         WalKv::open_with(Arc::new(io), options)
     }
 
