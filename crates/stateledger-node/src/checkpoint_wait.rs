@@ -7,8 +7,29 @@ use std::time::Duration;
 
 use stateledger_proto::v1 as pb;
 
-use crate::ledger::SignedCheckpoint;
-use crate::node::NodeShared;
+use tokio::sync::watch;
+
+use crate::ledger::{Ledger, SignedCheckpoint};
+use crate::raft::network::ClusterConnector;
+use crate::raft::{NodeId, NodeInfo};
+
+/// What waiting for a checkpoint needs of the node, and nothing more: the checkpoints it holds
+/// and the ledger's published one, who leads, a way to wake its checkpointer, and a connection
+/// to the leader. The node implements it (`node.rs`).
+pub trait CheckpointSource: Send + Sync + 'static {
+    /// The freshest quorum-cosigned checkpoint held, and its changes.
+    fn held_checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>>;
+    /// The ledger, for its published checkpoint and its progress.
+    fn ledger(&self) -> &Ledger;
+    /// Leading, with a quorum's acknowledgement within the lease.
+    fn is_leader(&self) -> bool;
+    /// The current leader, if known, with its address record.
+    fn leader(&self) -> Option<(NodeId, NodeInfo)>;
+    /// Wakes the checkpointer for a checkpoint covering `time` (as leader).
+    fn want_checkpoint_covering(&self, time: u64);
+    /// Connections to the other nodes' cluster port.
+    fn connector(&self) -> &ClusterConnector;
+}
 
 /// The checkpoint waited for did not come in time (`what` says which).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,12 +42,12 @@ pub struct NotInTime {
 /// Waits (up to `wait`) for a cosigned checkpoint with at least `min_size` leaves covering
 /// `covering_time`, asking the leader for one if needed.
 pub async fn wait_checkpoint(
-    shared: &Arc<NodeShared>,
+    shared: &Arc<impl CheckpointSource>,
     min_size: u64,
     covering_time: u64,
     wait: Duration,
 ) -> Result<Arc<SignedCheckpoint>, NotInTime> {
-    let mut rx = shared.checkpoints.subscribe();
+    let mut rx = shared.held_checkpoints();
     let satisfies = |c: &Option<Arc<SignedCheckpoint>>| {
         c.as_ref()
             .filter(|k| k.checkpoint().size.0 >= min_size && k.checkpoint().time.0 >= covering_time)
@@ -61,7 +82,12 @@ pub async fn wait_checkpoint(
 }
 
 /// Makes sure the leader cosigns (and publishes) a checkpoint covering `time`.
-fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u64, wait: Duration) {
+fn ask_for_checkpoint(
+    shared: &Arc<impl CheckpointSource>,
+    min_size: u64,
+    covering_time: u64,
+    wait: Duration,
+) {
     if shared.is_leader() {
         shared.want_checkpoint_covering(covering_time);
         return;
@@ -74,7 +100,7 @@ fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u6
     };
     let shared = shared.clone();
     tokio::spawn(async move {
-        let Ok(mut client) = shared.connector.client(&leader.raft_addr, leader_id) else {
+        let Ok(mut client) = shared.connector().client(&leader.raft_addr, leader_id) else {
             return;
         };
         let request = pb::GetCheckpointRequest {
@@ -92,13 +118,13 @@ fn ask_for_checkpoint(shared: &Arc<NodeShared>, min_size: u64, covering_time: u6
 /// Waits until the latest *published* checkpoint covers `time` (state proofs need the head map,
 /// which advances with publication).
 pub async fn wait_published_covering(
-    shared: &Arc<NodeShared>,
+    shared: &Arc<impl CheckpointSource>,
     time: u64,
     wait: Duration,
 ) -> Result<(), NotInTime> {
     let covers = || {
         shared
-            .ledger
+            .ledger()
             .published_checkpoint()
             .is_some_and(|p| p.checkpoint().time.0 >= time)
     };
@@ -106,7 +132,7 @@ pub async fn wait_published_covering(
         return Ok(());
     }
     ask_for_checkpoint(shared, 0, time, wait);
-    let mut progress = shared.ledger.progress();
+    let mut progress = shared.ledger().progress();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         if covers() {

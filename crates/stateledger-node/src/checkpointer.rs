@@ -12,15 +12,17 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use stateledger_core::checkpoint::Checkpoint;
-use stateledger_core::note::{Note, NoteSignature};
+use stateledger_core::note::{Note, NoteSignature, NoteSigner};
 use stateledger_proto::v1 as pb;
 use stateledger_proto::v1::cluster_client::ClusterClient;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tonic::transport::Channel;
 
-use crate::ledger::{check_quorum, SignedCheckpoint};
-use crate::node::NodeShared;
-use crate::raft::{Command, CommandResponse, NodeId};
+use crate::clock::Clock;
+use crate::config::{ClusterSection, LimitsSection};
+use crate::ledger::{check_quorum, Ledger, SignedCheckpoint};
+use crate::raft::network::ClusterConnector;
+use crate::raft::{Command, CommandResponse, NodeId, Raft};
 
 /// How long a cosign request may take.
 const COSIGN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,12 +30,51 @@ const COSIGN_TIMEOUT: Duration = Duration::from_secs(2);
 /// run a little ahead of the leader's).
 const WANTED_AHEAD_MAX_NANOS: u64 = 2_000_000_000;
 
+/// What the checkpointer needs of the node, and nothing more.
+pub struct Checkpointer {
+    pub id: NodeId,
+    /// The checkpoint and publication intervals.
+    pub limits: LimitsSection,
+    /// What a new cluster's genesis proposal says.
+    pub cluster: ClusterSection,
+    pub raft: Raft,
+    pub ledger: Arc<Ledger>,
+    /// Signs this node's checkpoints.
+    pub signer: NoteSigner,
+    pub clock: Clock,
+    pub connector: ClusterConnector,
+    /// Who leads, the checkpoints held, and what readers want (the node).
+    pub held: Arc<dyn CheckpointHolder>,
+    /// Simulation only: the known-bad behaviours this node re-introduces.
+    #[cfg(madsim)]
+    pub known_bad: crate::known_bad::KnownBad,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Checkpointer({})", self.id)
+    }
+}
+
+/// The node's side of checkpointing: whether it leads, the checkpoints it holds, and the time
+/// readers want a checkpoint to cover. The node implements it (`node.rs`).
+pub trait CheckpointHolder: Send + Sync + 'static {
+    /// Leading, with a quorum's acknowledgement within the lease.
+    fn is_leader(&self) -> bool;
+    /// Notified when a reader wants a checkpoint covering [`CheckpointHolder::wanted_time`].
+    fn checkpoint_wanted(&self) -> &Notify;
+    /// The latest time a reader wants covered (0: none).
+    fn wanted_time(&self) -> &std::sync::Mutex<u64>;
+    /// Offers a cosigned checkpoint; kept if it is newer than the one held.
+    fn offer_checkpoint(&self, known: SignedCheckpoint);
+}
+
 /// The leader's checkpoint loop (idle on followers).
-pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
-    let limits = shared.config.limits.clone();
+pub async fn run(checkpointer: Checkpointer, shutdown: watch::Receiver<bool>) {
+    let limits = checkpointer.limits.clone();
     let interval = Duration::from_millis(limits.checkpoint_interval_ms);
     let publish_interval = Duration::from_millis(limits.checkpoint_publish_interval_ms);
-    let mut progress = shared.ledger.progress();
+    let mut progress = checkpointer.ledger.progress();
     let mut clients: HashMap<NodeId, ClusterClient<Channel>> = HashMap::new();
     let mut last: Option<(u64, u64)> = None;
     let mut last_publish = tokio::time::Instant::now();
@@ -45,28 +86,32 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             r = progress.changed() => if r.is_err() { return },
-            _ = shared.checkpoint_wanted.notified() => {},
+            _ = checkpointer.held.checkpoint_wanted().notified() => {},
             _ = tokio::time::sleep(Duration::from_millis(200)) => {},
         }
-        if !shared.is_leader() {
+        if !checkpointer.held.is_leader() {
             last = None;
             continue;
         }
-        if shared.ledger.origin().is_none() {
+        if checkpointer.ledger.origin().is_none() {
             // Not a checkpoint: a new cluster's first leader fixes the origin first.
-            crate::genesis::propose(&shared.raft, &shared.config.cluster).await;
+            crate::genesis::propose(&checkpointer.raft, &checkpointer.cluster).await;
             continue;
         }
-        let wanted = *shared.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mut candidate) = shared.ledger.candidate_checkpoint() else {
+        let wanted = *checkpointer
+            .held
+            .wanted_time()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(mut candidate) = checkpointer.ledger.candidate_checkpoint() else {
             continue;
         };
         if wanted > candidate.time.0 {
-            let now = shared.clock.now_unix_nanos();
+            let now = checkpointer.clock.now_unix_nanos();
             if wanted <= now.saturating_add(WANTED_AHEAD_MAX_NANOS) {
                 // A reader wants a checkpoint covering a time the ledger has not reached:
                 // advance the ledger clock without a record.
-                if let Err(e) = shared
+                if let Err(e) = checkpointer
                     .raft
                     .client_write(Command::tick(now.max(wanted)))
                     .await
@@ -74,7 +119,7 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
                     tracing::debug!(error = %e, "clock tick not committed");
                     continue;
                 }
-                match shared.ledger.candidate_checkpoint() {
+                match checkpointer.ledger.candidate_checkpoint() {
                     Some(c) => candidate = c,
                     None => continue,
                 }
@@ -83,12 +128,16 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
         let key = (candidate.size.0, candidate.time.0);
         let stale = last == Some(key);
         if !stale && (candidate.size.0 > 0 || wanted > 0) {
-            if let Some(signed) = cosign(&shared, &candidate, &mut clients).await {
+            if let Some(signed) = cosign(&checkpointer, &candidate, &mut clients).await {
                 last = Some(key);
                 unpublished = Some((signed.text().to_string(), key));
-                shared.offer_checkpoint(signed);
+                checkpointer.held.offer_checkpoint(signed);
                 if candidate.time.0 >= wanted {
-                    let mut w = shared.wanted_time.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut w = checkpointer
+                        .held
+                        .wanted_time()
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
                     if *w <= candidate.time.0 {
                         *w = 0;
                     }
@@ -99,7 +148,7 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
         if due {
             if let Some((note, note_key)) = unpublished.take() {
                 last_publish = tokio::time::Instant::now();
-                let published = shared
+                let published = checkpointer
                     .raft
                     .client_write(Command::PublishCheckpoint { note })
                     .await;
@@ -109,7 +158,7 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
                     Err(e) => Some(e.to_string()),
                 };
                 if let Some(why) = refusal {
-                    let published = shared
+                    let published = checkpointer
                         .ledger
                         .published_checkpoint()
                         .map_or((0, 0), |p| (p.checkpoint().size.0, p.checkpoint().time.0));
@@ -122,11 +171,11 @@ pub async fn run(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
             }
         } else if unpublished.is_some() {
             // Come back when publication is due even if nothing else happens.
-            let wake = shared.clone();
+            let wake = checkpointer.held.clone();
             let wait = publish_interval.saturating_sub(last_publish.elapsed());
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
-                wake.checkpoint_wanted.notify_one();
+                wake.checkpoint_wanted().notify_one();
             });
         }
         tokio::time::sleep(interval).await;
@@ -146,11 +195,11 @@ fn cosign_again(refused: (u64, u64), published: (u64, u64)) -> bool {
 
 /// Gathers signatures of a majority of voters on `cp`. Returns the cosigned note.
 async fn cosign(
-    shared: &NodeShared,
+    checkpointer: &Checkpointer,
     cp: &Checkpoint,
     clients: &mut HashMap<NodeId, ClusterClient<Channel>>,
 ) -> Option<SignedCheckpoint> {
-    let note = gather_signatures(shared, cp, clients).await?;
+    let note = gather_signatures(checkpointer, cp, clients).await?;
     match SignedCheckpoint::from_note(note) {
         Ok(signed) => Some(signed),
         Err(e) => {
@@ -163,23 +212,28 @@ async fn cosign(
 
 /// Gathers signatures of a majority of voters on `cp`. Returns the note they signed.
 async fn gather_signatures(
-    shared: &NodeShared,
+    checkpointer: &Checkpointer,
     cp: &Checkpoint,
     clients: &mut HashMap<NodeId, ClusterClient<Channel>>,
 ) -> Option<Note> {
     let text = cp.to_text();
-    if let Err(e) = shared.ledger.check_checkpoint(cp) {
+    if let Err(e) = checkpointer.ledger.check_checkpoint(cp) {
         tracing::warn!(error = %e, "not signing our own candidate checkpoint");
         return None;
     }
-    let mut note = Note::sign(&text, &[&shared.signer]);
-    let membership = shared.raft.metrics().borrow().membership_config.clone();
+    let mut note = Note::sign(&text, &[&checkpointer.signer]);
+    let membership = checkpointer
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .clone();
     if check_quorum(&membership, &note).is_ok() {
         return Some(note);
     }
     let mut pending = FuturesUnordered::new();
     for id in membership.membership().voter_ids() {
-        if id == shared.id {
+        if id == checkpointer.id {
             continue;
         }
         let Some(info) = membership.membership().get_node(&id) else {
@@ -187,7 +241,7 @@ async fn gather_signatures(
         };
         let client = match clients.get(&id) {
             Some(c) => c.clone(),
-            None => match shared.connector.client(&info.raft_addr, id) {
+            None => match checkpointer.connector.client(&info.raft_addr, id) {
                 Ok(c) => {
                     clients.insert(id, c.clone());
                     c
@@ -229,7 +283,7 @@ async fn gather_signatures(
             Err(_) => tracing::debug!(node = id, "cosign timed out"),
         }
     }
-    if known_bad!(shared.known_bad, CheckpointShortOfQuorum) {
+    if known_bad!(checkpointer.known_bad, CheckpointShortOfQuorum) {
         // KNOWN-BAD, simulation only: the signatures gathered so far are taken as enough.
         return Some(note);
     }
@@ -237,8 +291,12 @@ async fn gather_signatures(
 }
 
 /// Every node: whenever a checkpoint is published through Raft, hold it for serving.
-pub async fn follow_published(shared: Arc<NodeShared>, shutdown: watch::Receiver<bool>) {
-    let mut progress = shared.ledger.progress();
+pub async fn follow_published(
+    ledger: Arc<Ledger>,
+    held: Arc<dyn CheckpointHolder>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut progress = ledger.progress();
     let mut seen = None;
     loop {
         if *shutdown.borrow() {
@@ -247,8 +305,8 @@ pub async fn follow_published(shared: Arc<NodeShared>, shutdown: watch::Receiver
         let current = *progress.borrow_and_update();
         if seen != Some((current.published_size, current.clock)) {
             seen = Some((current.published_size, current.clock));
-            if let Some(published) = shared.ledger.published_checkpoint() {
-                shared.offer_checkpoint(published);
+            if let Some(published) = ledger.published_checkpoint() {
+                held.offer_checkpoint(published);
             }
         }
         if progress.changed().await.is_err() {

@@ -40,10 +40,35 @@ use serde::{Deserialize, Serialize};
 use stateledger_proto::v1 as pb;
 use tokio::sync::watch;
 
-use crate::node::NodeShared;
+use crate::config::RaftSection;
 use crate::raft::codec;
-use crate::raft::{LogId, NodeId, NodeInfo, Runtime, Vote};
-use crate::store::log_store;
+use crate::raft::network::ClusterConnector;
+use crate::raft::{LogId, NodeId, NodeInfo, Raft, Runtime, Vote};
+use crate::repair::RepairMode;
+use crate::store::{log_store, Store};
+
+/// What elections need of the node, and nothing more: its Raft, its timing, whether it may
+/// vote and campaign (repair), its quorum lease, the connector to ask the others, and the
+/// store that holds its log (for its last log id).
+#[derive(Clone)]
+pub struct Elector {
+    pub id: NodeId,
+    /// This node's name, in the reasons it gives.
+    pub name: String,
+    /// The heartbeat and election timeouts.
+    pub timing: RaftSection,
+    pub raft: Raft,
+    pub repair: Arc<RepairMode>,
+    pub quorum_lease: Arc<QuorumLease>,
+    pub connector: ClusterConnector,
+    pub store: Store,
+}
+
+impl std::fmt::Debug for Elector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Elector({})", self.id)
+    }
+}
 
 /// "Would you vote for me?"
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,9 +115,9 @@ struct View {
     voter_sets: Vec<BTreeSet<NodeId>>,
 }
 
-async fn view(shared: &NodeShared) -> Option<View> {
-    let id = shared.id;
-    shared
+async fn view(elector: &Elector) -> Option<View> {
+    let id = elector.id;
+    elector
         .raft
         .with_raft_state(move |st| {
             let membership = st.membership_state.effective().membership();
@@ -108,29 +133,29 @@ async fn view(shared: &NodeShared) -> Option<View> {
         .ok()
 }
 
-fn lease(shared: &NodeShared) -> Duration {
-    Duration::from_millis(shared.config.raft.election_timeout_max_ms)
+fn lease(elector: &Elector) -> Duration {
+    Duration::from_millis(elector.timing.election_timeout_max_ms)
 }
 
 /// What a voter answers to a pre-vote (see the module comment).
-pub async fn answer_pre_vote(shared: &NodeShared, req: &PreVoteRequest) -> PreVoteReply {
+pub async fn answer_pre_vote(elector: &Elector, req: &PreVoteRequest) -> PreVoteReply {
     let refuse = |reason: String| PreVoteReply {
         granted: false,
         reason,
     };
-    if let Err(reason) = shared.repair.check_vote(req.last_log_id.as_ref()) {
+    if let Err(reason) = elector.repair.check_vote(req.last_log_id.as_ref()) {
         return refuse(reason.to_string());
     }
-    let Some(v) = view(shared).await else {
+    let Some(v) = view(elector).await else {
         return refuse("Raft has stopped on this node".into());
     };
-    if v.state == ServerState::Leader && !shared.quorum_lease.is_lost() {
-        return refuse(format!("{} is the leader", shared.config.node.name));
+    if v.state == ServerState::Leader && !elector.quorum_lease.is_lost() {
+        return refuse(format!("{} is the leader", elector.name));
     }
-    if v.vote.is_committed() && v.vote_age.is_some_and(|age| age <= lease(shared)) {
+    if v.vote.is_committed() && v.vote_age.is_some_and(|age| age <= lease(elector)) {
         return refuse(format!(
             "{} heard from leader {} within the lease",
-            shared.config.node.name,
+            elector.name,
             v.vote.leader_id().voted_for().unwrap_or_default()
         ));
     }
@@ -140,7 +165,7 @@ pub async fn answer_pre_vote(shared: &NodeShared, req: &PreVoteRequest) -> PreVo
     // refusing the other — one for its term, the other for its log (simulation seed 94 on 3
     // nodes: the node holding the newest entries was partitioned while the others raised their
     // terms in elections they could not win).
-    let own_last = match log_store::last_log_id(shared.ledger.store()) {
+    let own_last = match log_store::last_log_id(&elector.store) {
         Ok(l) => l,
         Err(e) => return refuse(format!("cannot read this node's log: {e}")),
     };
@@ -165,28 +190,28 @@ fn is_quorum(sets: &[BTreeSet<NodeId>], granted: &BTreeSet<NodeId>) -> bool {
 }
 
 /// Asks every other voter; true when a quorum would vote for this node.
-async fn pre_vote(shared: &NodeShared, v: &View, own_last: Option<LogId>) -> bool {
+async fn pre_vote(elector: &Elector, v: &View, own_last: Option<LogId>) -> bool {
     let req = PreVoteRequest {
-        candidate: shared.id,
+        candidate: elector.id,
         term: v.vote.leader_id().get_term() + 1,
         last_log_id: own_last,
     };
     let Ok(data) = codec::encode("pre-vote", &req) else {
         return false;
     };
-    let membership = shared.raft.metrics().borrow().membership_config.clone();
-    let wait = Duration::from_millis(shared.config.raft.election_timeout_min_ms);
+    let membership = elector.raft.metrics().borrow().membership_config.clone();
+    let wait = Duration::from_millis(elector.timing.election_timeout_min_ms);
     let asks = v
         .voter_sets
         .iter()
         .flatten()
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .filter(|id| **id != shared.id)
+        .filter(|id| **id != elector.id)
         .filter_map(|id| {
             let addr = membership.membership().get_node(id)?.raft_addr.clone();
             let data = data.clone();
-            let connector = shared.connector.clone();
+            let connector = elector.connector.clone();
             let id = *id;
             Some(async move {
                 let mut client = connector.client(&addr, id).ok()?;
@@ -205,7 +230,7 @@ async fn pre_vote(shared: &NodeShared, v: &View, own_last: Option<LogId>) -> boo
     // Stop at the first quorum: waiting for a peer that does not answer only widens the window
     // in which another candidate can win meanwhile.
     let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
-    let mut granted = BTreeSet::from([shared.id]);
+    let mut granted = BTreeSet::from([elector.id]);
     while let Some(answer) = futures::StreamExt::next(&mut pending).await {
         if let Some(id) = answer {
             granted.insert(id);
@@ -218,8 +243,8 @@ async fn pre_vote(shared: &NodeShared, v: &View, own_last: Option<LogId>) -> boo
 }
 
 /// A fresh random election timeout for a node whose vote is `vote`.
-fn timeout(shared: &NodeShared, vote: &Vote) -> Duration {
-    let r = &shared.config.raft;
+fn timeout(elector: &Elector, vote: &Vote) -> Duration {
+    let r = &elector.timing;
     let spread = r
         .election_timeout_max_ms
         .saturating_sub(r.election_timeout_min_ms)
@@ -234,14 +259,14 @@ fn timeout(shared: &NodeShared, vote: &Vote) -> Duration {
 }
 
 /// Tracks the leader's quorum lease from Raft's metrics.
-fn update_lease(shared: &NodeShared, m: &openraft::RaftMetrics<NodeId, NodeInfo>) {
-    let leading = m.state == ServerState::Leader && m.current_leader == Some(shared.id);
+fn update_lease(elector: &Elector, m: &openraft::RaftMetrics<NodeId, NodeInfo>) {
+    let leading = m.state == ServerState::Leader && m.current_leader == Some(elector.id);
     let voters = m.membership_config.membership().voter_ids().count();
     let lost = leading
         && voters > 1
         && m.millis_since_quorum_ack
-            .is_some_and(|ms| Duration::from_millis(ms) > lease(shared));
-    if shared.quorum_lease.set(lost) {
+            .is_some_and(|ms| Duration::from_millis(ms) > lease(elector));
+    if elector.quorum_lease.set(lost) {
         if lost {
             tracing::warn!(
                 term = m.current_term,
@@ -255,8 +280,8 @@ fn update_lease(shared: &NodeShared, m: &openraft::RaftMetrics<NodeId, NodeInfo>
 }
 
 /// Drives elections and the quorum lease until shutdown (see the module comment).
-pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
-    let tick = Duration::from_millis(shared.config.raft.heartbeat_ms.clamp(10, 200));
+pub async fn run(elector: Elector, mut shutdown: watch::Receiver<bool>) {
+    let tick = Duration::from_millis(elector.timing.heartbeat_ms.clamp(10, 200));
     // The vote (and its age) the current timeout was drawn for, and the timeout.
     let mut drawn: Option<(Vote, Duration)> = None;
     loop {
@@ -264,23 +289,23 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(tick) => {}
             _ = shutdown.changed() => return,
         }
-        let metrics = shared.raft.metrics().borrow().clone();
-        update_lease(&shared, &metrics);
-        let Some(v) = view(&shared).await else {
+        let metrics = elector.raft.metrics().borrow().clone();
+        update_lease(&elector, &metrics);
+        let Some(v) = view(&elector).await else {
             return;
         };
         if v.state == ServerState::Leader || !v.voter {
             drawn = None;
             continue;
         }
-        let own_last = match log_store::last_log_id(shared.ledger.store()) {
+        let own_last = match log_store::last_log_id(&elector.store) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the Raft log; not standing for election");
                 continue;
             }
         };
-        if !shared.repair.may_campaign(own_last.as_ref()) {
+        if !elector.repair.may_campaign(own_last.as_ref()) {
             continue;
         }
         let Some(age) = v.vote_age else {
@@ -289,7 +314,7 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
         let limit = match drawn {
             Some((vote, limit)) if vote == v.vote => limit,
             _ => {
-                let limit = timeout(&shared, &v.vote);
+                let limit = timeout(&elector, &v.vote);
                 drawn = Some((v.vote, limit));
                 limit
             }
@@ -300,16 +325,16 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
         let single = v
             .voter_sets
             .iter()
-            .all(|s| s.len() == 1 && s.contains(&shared.id));
-        if !single && !pre_vote(&shared, &v, own_last).await {
+            .all(|s| s.len() == 1 && s.contains(&elector.id));
+        if !single && !pre_vote(&elector, &v, own_last).await {
             // Wait another timeout before asking again.
-            drawn = Some((v.vote, age + timeout(&shared, &v.vote)));
+            drawn = Some((v.vote, age + timeout(&elector, &v.vote)));
             continue;
         }
         // While the pre-vote ran, another candidate may have won (or asked for this node's
         // vote): standing now would depose it with a higher term. Only an unchanged, untouched
         // vote still means "no leader".
-        match view(&shared).await {
+        match view(&elector).await {
             Some(now)
                 if now.vote == v.vote
                     && now.state != ServerState::Leader
@@ -324,7 +349,7 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
             term = v.vote.leader_id().get_term() + 1,
             "no leader heard from and a quorum would vote for this node: standing for election"
         );
-        if shared.raft.trigger().elect().await.is_err() {
+        if elector.raft.trigger().elect().await.is_err() {
             return;
         }
         drawn = None;

@@ -56,13 +56,15 @@ pub struct NodeShared {
     /// Set while the node repairs lost state (it then neither votes nor cosigns).
     pub repair: Arc<RepairMode>,
     /// Whether this node, leading, still has a quorum (CheckQuorum).
-    pub quorum_lease: crate::election::QuorumLease,
+    pub quorum_lease: Arc<crate::election::QuorumLease>,
+    /// What elections (and answers to pre-votes) need of this node.
+    pub elector: crate::election::Elector,
     /// The node's own record (identity, vote copy, repair flag), in both storages.
     pub node_state: Arc<NodeStateHandle>,
     /// The Raft log file (scrubbed in the background).
     pub wal: crate::store::wal::WalKv,
     /// What background scrubbing has done.
-    pub scrub: crate::scrub::ScrubStats,
+    pub scrub: Arc<crate::scrub::ScrubStats>,
     /// The disk space alarm, this node's and (as leader) the others'.
     pub space: Arc<crate::space::SpaceAlarm>,
     /// Where the free space is measured.
@@ -163,6 +165,42 @@ impl NodeShared {
                     .map(|v| (id, v))
             })
             .collect()
+    }
+}
+
+impl crate::checkpoint_wait::CheckpointSource for NodeShared {
+    fn held_checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
+        self.checkpoints.subscribe()
+    }
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    fn is_leader(&self) -> bool {
+        NodeShared::is_leader(self)
+    }
+    fn leader(&self) -> Option<(NodeId, NodeInfo)> {
+        NodeShared::leader(self)
+    }
+    fn want_checkpoint_covering(&self, time: u64) {
+        NodeShared::want_checkpoint_covering(self, time)
+    }
+    fn connector(&self) -> &ClusterConnector {
+        &self.connector
+    }
+}
+
+impl checkpointer::CheckpointHolder for NodeShared {
+    fn is_leader(&self) -> bool {
+        NodeShared::is_leader(self)
+    }
+    fn checkpoint_wanted(&self) -> &Notify {
+        &self.checkpoint_wanted
+    }
+    fn wanted_time(&self) -> &Mutex<u64> {
+        &self.wanted_time
+    }
+    fn offer_checkpoint(&self, known: SignedCheckpoint) {
+        NodeShared::offer_checkpoint(self, known)
     }
 }
 
@@ -285,6 +323,17 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let (submit_tx, submit_rx) = mpsc::channel(config.limits.queue_requests_max);
     let (sig_tx, sig_rx) = mpsc::channel(config.limits.queue_requests_max);
     let (checkpoints, _) = watch::channel(None);
+    let repair = {
+        let repair = RepairMode::new(
+            &config.node.name,
+            recovered.repair,
+            recovered.node_state.clone(),
+        );
+        #[cfg(madsim)]
+        let repair = repair.with_known_bad(known_bad);
+        Arc::new(repair)
+    };
+    let quorum_lease = Arc::new(crate::election::QuorumLease::default());
     let shared = Arc::new(NodeShared {
         id: config.node.id,
         config: config.clone(),
@@ -292,25 +341,26 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         ledger: ledger.clone(),
         signer,
         clock,
-        connector,
+        connector: connector.clone(),
         checkpoints,
         checkpoint_wanted: Notify::new(),
         wanted_time: Mutex::new(0),
         submit_tx,
         sig_tx,
         snapshots: crate::snapshot_receiver::SnapshotReceiver::new(ledger.clone()),
-        repair: {
-            let repair = RepairMode::new(
-                &config.node.name,
-                recovered.repair,
-                recovered.node_state.clone(),
-            );
-            #[cfg(madsim)]
-            let repair = repair.with_known_bad(known_bad);
-            Arc::new(repair)
-        },
+        repair: repair.clone(),
         node_state: recovered.node_state,
-        quorum_lease: Default::default(),
+        quorum_lease: quorum_lease.clone(),
+        elector: crate::election::Elector {
+            id: config.node.id,
+            name: config.node.name.clone(),
+            timing: config.raft.clone(),
+            raft: raft.clone(),
+            repair,
+            quorum_lease,
+            connector,
+            store: ledger.store().clone(),
+        },
         fatal: watch::channel(None).0,
         wal: recovered.wal,
         scrub: Default::default(),
@@ -392,10 +442,23 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         submit_rx,
     )));
     tasks.push(tokio::spawn(checkpointer::run(
-        shared.clone(),
+        checkpointer::Checkpointer {
+            id: config.node.id,
+            limits: config.limits.clone(),
+            cluster: config.cluster.clone(),
+            raft: raft.clone(),
+            ledger: ledger.clone(),
+            signer: shared.signer.clone(),
+            clock: shared.clock.clone(),
+            connector: shared.connector.clone(),
+            held: shared.clone(),
+            #[cfg(madsim)]
+            known_bad,
+        },
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(checkpointer::follow_published(
+        ledger.clone(),
         shared.clone(),
         shutdown_rx.clone(),
     )));
@@ -405,7 +468,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::election::run(
-        shared.clone(),
+        shared.elector.clone(),
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(watch_fatal(
@@ -413,11 +476,34 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::scrub::run(
-        shared.clone(),
+        crate::scrub::Scrubber {
+            storage: config.storage.clone(),
+            ledger: ledger.clone(),
+            wal: shared.wal.clone(),
+            stats: shared.scrub.clone(),
+            clock: shared.clock.clone(),
+            stop: {
+                let shared = shared.clone();
+                Box::new(move |reason| shared.fail(reason, true))
+            },
+        },
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::space::run(
-        shared.clone(),
+        crate::space::SpaceWatch {
+            id: shared.id,
+            name: config.node.name.clone(),
+            disk_check_ms: config.storage.disk_check_ms,
+            disk_reserve_bytes: config.storage.disk_reserve_bytes,
+            raft: raft.clone(),
+            connector: shared.connector.clone(),
+            disk: shared.disk.clone(),
+            alarm: shared.space.clone(),
+            is_leader: {
+                let shared = shared.clone();
+                Box::new(move || shared.is_leader())
+            },
+        },
         shutdown_rx.clone(),
     )));
 

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::node::NodeShared;
+use crate::clock::Clock;
+use crate::config::StorageSection;
+use crate::ledger::Ledger;
+use crate::store::wal::WalKv;
 use crate::store::{describe_key, StoreError, Tree};
 
 /// Ledger keys read per step.
@@ -50,6 +53,29 @@ impl ScrubStats {
     }
 }
 
+/// What scrubbing needs of the node, and nothing more.
+pub struct Scrubber {
+    /// The rate and the pause between passes.
+    pub storage: StorageSection,
+    /// The ledger's storage, read and checked; corruption found is noted on the ledger.
+    pub ledger: Arc<Ledger>,
+    /// The Raft log file, read back whole.
+    pub wal: WalKv,
+    /// Where progress is counted (shown in the node's status).
+    pub stats: Arc<ScrubStats>,
+    pub clock: Clock,
+    /// Stops the node as corrupt, with why: the Raft log file is damaged.
+    pub stop: Box<dyn Fn(String) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("wal", &self.wal)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sleeps long enough that `bytes` took `rate` per second; false on shutdown.
 async fn pace(bytes: u64, rate: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
     let wait = Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
@@ -60,16 +86,16 @@ async fn pace(bytes: u64, rate: u64, shutdown: &mut watch::Receiver<bool>) -> bo
 }
 
 /// Scrubs until shutdown (see the module comment).
-pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
-    let storage = shared.config.storage.clone();
+pub async fn run(scrubber: Scrubber, mut shutdown: watch::Receiver<bool>) {
+    let storage = &scrubber.storage;
     if storage.scrub_bytes_per_second == 0 {
         return;
     }
     let rate = storage.scrub_bytes_per_second;
-    let stats = &shared.scrub;
+    let stats = &scrubber.stats;
     loop {
         // The ledger: every stored value's checksum.
-        let store = shared.ledger.store().clone();
+        let store = scrubber.ledger.store().clone();
         let mut from: Vec<u8> = Vec::new();
         loop {
             let raw = match store.backend(Tree::Ledger).scan(
@@ -80,7 +106,7 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
             ) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    shared.ledger.note_corruption(&StoreError::Kv(e));
+                    scrubber.ledger.note_corruption(&StoreError::Kv(e));
                     break;
                 }
             };
@@ -91,7 +117,7 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
                 if let Err(e) = crate::store::open_value(Tree::Ledger, key, value.clone()) {
                     stats.problems.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(key = %describe_key(key), error = %e, "scrub: a stored ledger value is corrupt");
-                    shared.ledger.note_corruption(&e);
+                    scrubber.ledger.note_corruption(&e);
                 }
             }
             from = last.clone();
@@ -102,7 +128,7 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         // The Raft log file, read back whole.
-        match shared.wal.scrub() {
+        match scrubber.wal.scrub() {
             Ok(bytes) => {
                 stats.bytes.fetch_add(bytes, Ordering::Relaxed);
                 if !pace(bytes, rate, &mut shutdown).await {
@@ -111,17 +137,17 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
             }
             Err(damage) => {
                 stats.problems.fetch_add(1, Ordering::Relaxed);
-                shared.fail(
-                    format!("scrub: {damage}; restart the node to repair it from the cluster"),
-                    true,
-                );
+                (scrubber.stop)(format!(
+                    "scrub: {damage}; restart the node to repair it from the cluster"
+                ));
                 return;
             }
         }
         stats.passes.fetch_add(1, Ordering::Relaxed);
-        stats
-            .last_pass_unix_ms
-            .store(shared.clock.now_unix_nanos() / 1_000_000, Ordering::Relaxed);
+        stats.last_pass_unix_ms.store(
+            scrubber.clock.now_unix_nanos() / 1_000_000,
+            Ordering::Relaxed,
+        );
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(storage.scrub_pause_ms)) => {}
             _ = shutdown.changed() => return,

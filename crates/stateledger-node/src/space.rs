@@ -28,8 +28,8 @@ use std::time::Duration;
 use stateledger_proto::v1 as pb;
 use tokio::sync::watch;
 
-use crate::node::NodeShared;
-use crate::raft::NodeId;
+use crate::raft::network::ClusterConnector;
+use crate::raft::{NodeId, Raft};
 
 /// A peer's answer counts for this long.
 pub const PEER_ANSWER_TTL: Duration = Duration::from_secs(5);
@@ -297,8 +297,8 @@ impl SpaceAlarm {
 }
 
 /// This node's `Health` answer.
-pub fn health(shared: &NodeShared) -> pb::HealthResponse {
-    let m = shared.space.measurement();
+pub fn health(alarm: &SpaceAlarm) -> pb::HealthResponse {
+    let m = alarm.measurement();
     pb::HealthResponse {
         disk_free_bytes: m.free,
         disk_reserve_bytes: m.reserve,
@@ -307,28 +307,54 @@ pub fn health(shared: &NodeShared) -> pb::HealthResponse {
     }
 }
 
+/// What the space watch needs of the node, and nothing more.
+pub struct SpaceWatch {
+    pub id: NodeId,
+    /// This node's name, as the alarm reports it.
+    pub name: String,
+    /// How often the disk is measured (`storage.disk_check_ms`).
+    pub disk_check_ms: u64,
+    /// The configured reserve (`storage.disk_reserve_bytes`; 0: derived from the disk's size).
+    pub disk_reserve_bytes: u64,
+    /// For what is applied, and the members to ask.
+    pub raft: Raft,
+    pub connector: ClusterConnector,
+    /// Where the free space is measured.
+    pub disk: Arc<dyn DiskSpace>,
+    /// The alarm updated with this node's and the others' measurements.
+    pub alarm: Arc<SpaceAlarm>,
+    /// Whether this node leads with a quorum (then it asks the others).
+    pub is_leader: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for SpaceWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpaceWatch")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Measures this node's disk, and (as leader) asks the others, until shutdown.
-pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
-    let every = Duration::from_millis(shared.config.storage.disk_check_ms.max(10));
+pub async fn run(watcher: SpaceWatch, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(watcher.disk_check_ms.max(10));
     loop {
         // Read before measuring: what is applied meanwhile is counted as unwritten.
-        let applied = shared
+        let applied = watcher
             .raft
             .metrics()
             .borrow()
             .last_applied
             .map_or(0, |l| l.index);
-        match shared.disk.measure() {
+        match watcher.disk.measure() {
             Ok((free, total)) => {
-                let reserve = reserve_for(shared.config.storage.disk_reserve_bytes, total);
-                shared
-                    .space
-                    .update(&shared.config.node.name, free, reserve, applied);
+                let reserve = reserve_for(watcher.disk_reserve_bytes, total);
+                watcher.alarm.update(&watcher.name, free, reserve, applied);
             }
             Err(e) => tracing::warn!(error = %e, "cannot measure the data directory's free space"),
         }
-        if shared.is_leader() {
-            ask_peers(&shared).await;
+        if (watcher.is_leader)() {
+            ask_peers(&watcher).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -337,15 +363,15 @@ pub async fn run(shared: Arc<NodeShared>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn ask_peers(shared: &NodeShared) {
-    let membership = shared.raft.metrics().borrow().membership_config.clone();
+async fn ask_peers(watcher: &SpaceWatch) {
+    let membership = watcher.raft.metrics().borrow().membership_config.clone();
     let asks = membership
         .membership()
         .nodes()
-        .filter(|(id, _)| **id != shared.id)
+        .filter(|(id, _)| **id != watcher.id)
         .map(|(id, info)| {
             let (id, name, addr) = (*id, info.name.clone(), info.raft_addr.clone());
-            let connector = shared.connector.clone();
+            let connector = watcher.connector.clone();
             async move {
                 let mut client = connector.client(&addr, id).ok()?;
                 let answer =
@@ -358,7 +384,7 @@ async fn ask_peers(shared: &NodeShared) {
             }
         });
     for (id, name, answer) in futures::future::join_all(asks).await.into_iter().flatten() {
-        shared.space.record_peer(id, name, &answer);
+        watcher.alarm.record_peer(id, name, &answer);
     }
 }
 

@@ -26,36 +26,9 @@ const KNOWN_EDGES: &[(&str, &str, &str)] = &[
          (`ledger/snapshot.rs`), or the type config moves next to the state machine",
     ),
     (
-        "checkpoint_wait",
-        "node",
-        "takes `NodeShared`; needs only the held checkpoints, the leader's address and the \
-         cluster connector",
-    ),
-    (
-        "checkpointer",
-        "node",
-        "takes `NodeShared`; needs Raft, the ledger, the signer, the connector and the held \
-         checkpoints",
-    ),
-    (
-        "election",
-        "node",
-        "takes `NodeShared`; needs Raft, the repair mode, the quorum lease and the connector",
-    ),
-    (
         "grpc",
         "node",
         "the services take `NodeShared`; the public service's Status reports nearly all of it",
-    ),
-    (
-        "scrub",
-        "node",
-        "takes `NodeShared`; needs the ledger, the log file, its stats and a way to stop the node",
-    ),
-    (
-        "space",
-        "node",
-        "takes `NodeShared`; needs Raft, the connector, the disk and its alarm",
     ),
 ];
 

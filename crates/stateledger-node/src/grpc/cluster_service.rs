@@ -120,7 +120,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let caller = authorize(&self.shared, &request, CALL, Allowed::Member).await?;
         let rpc: PreVoteRequest = decode("pre-vote", &request.into_inner().data)?;
         check_sender(&self.shared, &caller, Some(rpc.candidate), CALL)?;
-        let answer = election::answer_pre_vote(&self.shared, &rpc).await;
+        let answer = election::answer_pre_vote(&self.shared.elector, &rpc).await;
         reply("pre-vote reply", &answer)
     }
 
@@ -229,7 +229,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
         authorize(&self.shared, &request, "Health", Allowed::Member).await?;
-        Ok(Response::new(crate::space::health(&self.shared)))
+        Ok(Response::new(crate::space::health(&self.shared.space)))
     }
 
     async fn cosign(

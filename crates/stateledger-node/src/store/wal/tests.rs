@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::frame::{find, parse_at, recover};
+use super::frame::{find, parse_at, recover, FILE_MAGIC};
 use super::mem::MemDir;
 use super::*;
 
