@@ -233,8 +233,55 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    // `reason` is not marked as the source: its text is already in the message, which a
+    // caller's error chain (`{:#}`) would otherwise print twice.
     #[error("config {path} is invalid: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Parse {
+        path: PathBuf,
+        reason: toml::de::Error,
+    },
+    #[error("config {path} is invalid: {reason}")]
+    Invalid {
+        path: PathBuf,
+        reason: ConfigInvalid,
+    },
+}
+
+/// What is wrong with a config's contents: all of it the operator's to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigInvalid {
+    #[error("cannot read {what} file {}: {source}", path.display())]
+    KeyFileUnreadable {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} file {} is empty", path.display())]
+    KeyFileEmpty { what: String, path: PathBuf },
+    #[error("member {member} has both checkpoint_key and checkpoint_pub_file; give one")]
+    MemberKeyTwice { member: u64 },
+    #[error("member {member} needs checkpoint_key (key text) or checkpoint_pub_file")]
+    MemberKeyMissing { member: u64 },
+    #[error("{source}")]
+    NodeName {
+        name: String,
+        source: stateledger_core::note::KeyError,
+    },
+    #[error("cluster.origin must be 1 to 256 bytes")]
+    Origin { len: usize },
+    #[error("a bootstrap node must list itself in cluster.initial_members")]
+    BootstrapWithoutSelf { id: u64 },
+    #[error(
+        "raft timeouts must satisfy 0 < heartbeat < election_timeout_min < election_timeout_max"
+    )]
+    RaftTimeouts {
+        heartbeat_ms: u64,
+        election_timeout_min_ms: u64,
+        election_timeout_max_ms: u64,
+    },
+    #[error("every [connections] limit must be above 0")]
+    ConnectionLimitZero,
 }
 
 impl NodeConfig {
@@ -244,10 +291,11 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|reason| ConfigError::Parse {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config
@@ -265,13 +313,21 @@ impl NodeConfig {
 
     /// Replaces `admin_pub_files` and each member's `checkpoint_pub_file` by the key text they
     /// hold (the first line, trimmed), so that the rest of the node sees keys only as text.
-    pub fn read_key_files(&mut self) -> Result<(), String> {
-        fn read_key(path: &Path, what: &str) -> Result<String, String> {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+    pub fn read_key_files(&mut self) -> Result<(), ConfigInvalid> {
+        fn read_key(path: &Path, what: &str) -> Result<String, ConfigInvalid> {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                ConfigInvalid::KeyFileUnreadable {
+                    what: what.to_string(),
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
             let key = text.lines().next().unwrap_or("").trim();
             if key.is_empty() {
-                return Err(format!("{what} file {} is empty", path.display()));
+                return Err(ConfigInvalid::KeyFileEmpty {
+                    what: what.to_string(),
+                    path: path.to_path_buf(),
+                });
             }
             Ok(key.to_string())
         }
@@ -286,18 +342,8 @@ impl NodeConfig {
                     m.checkpoint_key =
                         read_key(&path, &format!("member {}'s checkpoint key", m.id))?
                 }
-                (false, Some(_)) => {
-                    return Err(format!(
-                        "member {} has both checkpoint_key and checkpoint_pub_file; give one",
-                        m.id
-                    ))
-                }
-                (true, None) => {
-                    return Err(format!(
-                        "member {} needs checkpoint_key (key text) or checkpoint_pub_file",
-                        m.id
-                    ))
-                }
+                (false, Some(_)) => return Err(ConfigInvalid::MemberKeyTwice { member: m.id }),
+                (true, None) => return Err(ConfigInvalid::MemberKeyMissing { member: m.id }),
                 (false, None) => {}
             }
         }
@@ -326,12 +372,19 @@ impl NodeConfig {
         }
     }
 
-    pub fn check(&self) -> Result<(), String> {
-        stateledger_core::note::check_key_name(&self.node.name).map_err(|e| e.to_string())?;
+    pub fn check(&self) -> Result<(), ConfigInvalid> {
+        stateledger_core::note::check_key_name(&self.node.name).map_err(|source| {
+            ConfigInvalid::NodeName {
+                name: self.node.name.clone(),
+                source,
+            }
+        })?;
         if self.cluster.origin.is_empty()
             || self.cluster.origin.len() > stateledger_core::checkpoint::ORIGIN_BYTES_MAX
         {
-            return Err("cluster.origin must be 1 to 256 bytes".into());
+            return Err(ConfigInvalid::Origin {
+                len: self.cluster.origin.len(),
+            });
         }
         if self.cluster.bootstrap
             && !self
@@ -340,14 +393,18 @@ impl NodeConfig {
                 .iter()
                 .any(|m| m.id == self.node.id)
         {
-            return Err("a bootstrap node must list itself in cluster.initial_members".into());
+            return Err(ConfigInvalid::BootstrapWithoutSelf { id: self.node.id });
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0
             || r.election_timeout_min_ms <= r.heartbeat_ms
             || r.election_timeout_max_ms <= r.election_timeout_min_ms
         {
-            return Err("raft timeouts must satisfy 0 < heartbeat < election_timeout_min < election_timeout_max".into());
+            return Err(ConfigInvalid::RaftTimeouts {
+                heartbeat_ms: r.heartbeat_ms,
+                election_timeout_min_ms: r.election_timeout_min_ms,
+                election_timeout_max_ms: r.election_timeout_max_ms,
+            });
         }
         let c = &self.connections;
         if c.public_max == 0
@@ -359,7 +416,7 @@ impl NodeConfig {
             || c.keepalive_interval_ms == 0
             || c.keepalive_timeout_ms == 0
         {
-            return Err("every [connections] limit must be above 0".into());
+            return Err(ConfigInvalid::ConnectionLimitZero);
         }
         Ok(())
     }

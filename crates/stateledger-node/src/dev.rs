@@ -29,6 +29,60 @@ use crate::config::{
 use crate::tls::dev_ca::DevCa;
 use crate::tls::identity::PeerIdentity;
 
+/// Why a dev cluster's material could not be written, grouped by who is at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevError {
+    /// The caller's: `create` was given a directory that already holds a cluster.
+    #[error("{} already holds a cluster", dir.display())]
+    AlreadyACluster { dir: PathBuf },
+    /// The machine's: a directory could not be made.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The machine's: a file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The directory's: `add_node` found no readable dev CA key.
+    #[error("cannot read the dev CA key: {source}")]
+    ReadCaKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The directory's: `add_node` found no readable `node-1.toml`.
+    #[error("cannot read node-1.toml: {source}")]
+    ReadNodeConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The directory's: `node-1.toml` does not parse.
+    #[error("{source}")]
+    ParseNodeConfig {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    /// The directory's or ours: the CA could not be made or read, or could not issue.
+    #[error("{0}")]
+    Certificate(#[from] rcgen::Error),
+    /// Ours: a checkpoint or admin key could not be made (a name that is not a key name).
+    #[error("{0}")]
+    Key(#[from] stateledger_core::note::KeyError),
+    /// Ours: the trust policy for the generated keys was refused.
+    #[error("{0}")]
+    Policy(#[from] stateledger_core::trust::PolicyError),
+    /// Ours: the trust policy could not be written as JSON.
+    #[error("{0}")]
+    PolicyJson(#[from] serde_json::Error),
+    /// Ours: a node config could not be written as TOML.
+    #[error("{0}")]
+    ConfigToml(#[from] toml::ser::Error),
+}
+
 /// What `create` wrote.
 #[derive(Debug, Clone)]
 pub struct DevCluster {
@@ -45,20 +99,27 @@ pub fn ports(base: u16, i: u64) -> (u16, u16) {
     (base + i as u16, base + 100 + i as u16)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+fn write(path: &Path, text: &str) -> Result<(), DevError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|source| DevError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(path, text).map_err(|source| DevError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+fn write_private(path: &Path, text: &str) -> Result<(), DevError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(parent) = path.parent() {
-        crate::store::create_private_dir(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        crate::store::create_private_dir(parent).map_err(|source| DevError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -66,15 +127,21 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| DevError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     f.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| DevError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
-fn new_signer(name: &str) -> Result<NoteSigner, String> {
+fn new_signer(name: &str) -> Result<NoteSigner, DevError> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    NoteSigner::from_seed(name, &seed).map_err(|e| e.to_string())
+    Ok(NoteSigner::from_seed(name, &seed)?)
 }
 
 /// Material for one node (certificate, key, config) signed by the cluster CA in `dir`.
@@ -89,24 +156,31 @@ pub struct DevNode {
 
 /// Creates the CA, admin material and `nodes` node configs in `dir` (which must not hold a
 /// cluster yet). Node 1 bootstraps the cluster with all nodes as voters.
-pub fn create(dir: &Path, nodes: u64, base_port: u16, origin: &str) -> Result<DevCluster, String> {
+pub fn create(
+    dir: &Path,
+    nodes: u64,
+    base_port: u16,
+    origin: &str,
+) -> Result<DevCluster, DevError> {
     if dir.join("ca.pem").exists() {
-        return Err(format!("{} already holds a cluster", dir.display()));
+        return Err(DevError::AlreadyACluster {
+            dir: dir.to_path_buf(),
+        });
     }
     // Owner only: it holds the CA key, the nodes' keys and their data directories.
-    crate::store::create_private_dir(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let ca = DevCa::generate().map_err(|e| e.to_string())?;
+    crate::store::create_private_dir(dir).map_err(|source| DevError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let ca = DevCa::generate()?;
     write(&dir.join("ca.pem"), &ca.cert_pem())?;
     write_private(&dir.join("ca.key.pem"), &ca.key_pem())?;
-    let (admin_cert, admin_cert_key) = ca
-        .issue(&PeerIdentity::Admin("admin".into()), "admin", &[])
-        .map_err(|e| e.to_string())?;
+    let (admin_cert, admin_cert_key) =
+        ca.issue(&PeerIdentity::Admin("admin".into()), "admin", &[])?;
     write(&dir.join("admin.pem"), &admin_cert)?;
     write_private(&dir.join("admin.key.pem"), &admin_cert_key)?;
-    let (client_cert, client_cert_key) = ca
-        .issue(&PeerIdentity::Client("client".into()), "client", &[])
-        .map_err(|e| e.to_string())?;
+    let (client_cert, client_cert_key) =
+        ca.issue(&PeerIdentity::Client("client".into()), "client", &[])?;
     write(&dir.join("client.pem"), &client_cert)?;
     write_private(&dir.join("client.key.pem"), &client_cert_key)?;
     let admin = new_signer("admin")?;
@@ -160,9 +234,8 @@ pub fn create(dir: &Path, nodes: u64, base_port: u16, origin: &str) -> Result<De
         origin,
         nodes as usize / 2 + 1,
         signers.iter().map(NoteSigner::verifier).collect(),
-    )
-    .map_err(|e| e.to_string())?;
-    let policy_json = serde_json::to_string_pretty(&policy.to_file()).map_err(|e| e.to_string())?;
+    )?;
+    let policy_json = serde_json::to_string_pretty(&policy.to_file())?;
     write(&dir.join("trust_policy.json"), &format!("{policy_json}\n"))?;
     Ok(DevCluster {
         dir: dir.to_path_buf(),
@@ -182,15 +255,13 @@ fn write_node(
     admin_key: &str,
     bootstrap: bool,
     members: &[MemberConfig],
-) -> Result<DevNode, String> {
+) -> Result<DevNode, DevError> {
     let name = &member.name;
-    let (cert, key) = ca
-        .issue(
-            &PeerIdentity::Node(member.id),
-            name,
-            &["localhost".to_string(), "127.0.0.1".to_string()],
-        )
-        .map_err(|e| e.to_string())?;
+    let (cert, key) = ca.issue(
+        &PeerIdentity::Node(member.id),
+        name,
+        &["localhost".to_string(), "127.0.0.1".to_string()],
+    )?;
     write(&dir.join(format!("{name}.pem")), &cert)?;
     write_private(&dir.join(format!("{name}.key.pem")), &key)?;
     let config = NodeConfig {
@@ -226,7 +297,7 @@ fn write_node(
         storage: Default::default(),
         connections: Default::default(),
     };
-    let text = toml::to_string_pretty(&config).map_err(|e| e.to_string())?;
+    let text = toml::to_string_pretty(&config)?;
     let config_path = dir.join(format!("{name}.toml"));
     write(&config_path, &text)?;
     let mut resolved = config;
@@ -241,15 +312,24 @@ fn write_node(
 }
 
 /// Adds material for one more node (not bootstrapping) to an existing dev cluster directory.
-pub fn add_node(dir: &Path, id: u64, base_port: u16) -> Result<DevNode, String> {
-    let ca_key = std::fs::read_to_string(dir.join("ca.key.pem"))
-        .map_err(|e| format!("cannot read the dev CA key: {e}"))?;
-    let ca = DevCa::from_key_pem(&ca_key).map_err(|e| e.to_string())?;
-    let existing: NodeConfig = toml::from_str(
-        &std::fs::read_to_string(dir.join("node-1.toml"))
-            .map_err(|e| format!("cannot read node-1.toml: {e}"))?,
-    )
-    .map_err(|e| e.to_string())?;
+pub fn add_node(dir: &Path, id: u64, base_port: u16) -> Result<DevNode, DevError> {
+    let ca_key_path = dir.join("ca.key.pem");
+    let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|source| DevError::ReadCaKey {
+        path: ca_key_path,
+        source,
+    })?;
+    let ca = DevCa::from_key_pem(&ca_key)?;
+    let existing_path = dir.join("node-1.toml");
+    let existing_text =
+        std::fs::read_to_string(&existing_path).map_err(|source| DevError::ReadNodeConfig {
+            path: existing_path.clone(),
+            source,
+        })?;
+    let existing: NodeConfig =
+        toml::from_str(&existing_text).map_err(|source| DevError::ParseNodeConfig {
+            path: existing_path,
+            source,
+        })?;
     let name = format!("node-{id}");
     let signer = new_signer(&name)?;
     write_private(

@@ -278,7 +278,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         #[cfg(madsim)]
         peers,
     } = parts;
-    config.check().map_err(StartError::Config)?;
+    config.check()?;
     let recovered = recovery::recover(
         &config,
         storage,

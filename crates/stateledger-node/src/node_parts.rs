@@ -137,11 +137,13 @@ impl NodeParts {
     pub fn load(config: NodeConfig) -> Result<NodeParts, StartError> {
         // Everything that can be checked without the data directory is checked first, so a bad
         // config never leaves a half-made data directory behind.
-        config.check().map_err(StartError::Config)?;
-        let tls = TlsMaterial::load(&config.tls).map_err(StartError::Config)?;
-        tls.check_node(config.node.id).map_err(|e| {
-            StartError::Config(format!("TLS files ({}): {e}", config.tls.cert.display()))
-        })?;
+        config.check()?;
+        let tls = TlsMaterial::load(&config.tls)?;
+        tls.check_node(config.node.id)
+            .map_err(|reason| StartError::TlsFiles {
+                cert: config.tls.cert.clone(),
+                reason,
+            })?;
         let key_text = std::fs::read_to_string(&config.node.checkpoint_key_file).map_err(|e| {
             StartError::Config(format!(
                 "cannot read checkpoint key {}: {e}",

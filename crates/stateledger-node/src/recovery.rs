@@ -84,13 +84,19 @@ fn stored(e: StoreError) -> StartError {
     }
 }
 
-fn read_vote(store: &Store) -> Result<Option<Vote>, String> {
-    match store.get(Tree::Raft, VOTE_KEY) {
-        Ok(None) => Ok(None),
-        Ok(Some(b)) => codec::decode("vote", &b)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+/// Why the Raft log's vote cannot be read: the store failed, or its bytes do not decode.
+#[derive(Debug, thiserror::Error)]
+enum VoteUnreadable {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Decode(#[from] codec::CodecError),
+}
+
+fn read_vote(store: &Store) -> Result<Option<Vote>, VoteUnreadable> {
+    match store.get(Tree::Raft, VOTE_KEY)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(codec::decode("vote", &b)?)),
     }
 }
 

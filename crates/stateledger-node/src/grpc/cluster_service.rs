@@ -19,7 +19,8 @@ use crate::ledger::CheckpointError;
 use crate::node::NodeShared;
 use crate::raft::codec;
 use crate::raft::network::{
-    AppendReply, FinishReply, SnapshotBegin, SnapshotBeginReply, SnapshotFinish, VoteReply,
+    AppendReply, FinishReply, InstallRefused, SnapshotBegin, SnapshotBeginReply, SnapshotFinish,
+    VoteReply,
 };
 use crate::raft::{NodeId, NodeInfo, TypeConfig};
 
@@ -212,7 +213,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             .raft
             .install_full_snapshot(finish.vote, snapshot)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| InstallRefused {
+                reason: e.to_string(),
+            });
         receiver.end().await;
         match &result {
             Ok(_) => self

@@ -43,6 +43,26 @@ pub struct ClusterConnector {
     local_ip: Option<std::net::IpAddr>,
 }
 
+/// Why no channel to another node's cluster port can be made: the address it is known by (its
+/// membership entry), or our own TLS files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[cfg(not(madsim))]
+    #[error("bad host in {addr:?}: {source}")]
+    BadHost {
+        addr: String,
+        source: rustls_pki_types::InvalidDnsNameError,
+    },
+    #[error("bad address {addr:?}: {source}")]
+    BadAddress {
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 impl ClusterConnector {
     pub fn new(tls: TlsMaterial, local_ip: Option<std::net::IpAddr>) -> ClusterConnector {
         ClusterConnector { tls, local_ip }
@@ -50,16 +70,24 @@ impl ClusterConnector {
 
     /// A lazily connecting channel to node `node`'s cluster port at `addr` ("host:port"). The
     /// server must prove it is that node (`crate::tls`).
-    pub fn channel(&self, addr: &str, node: NodeId) -> Result<Channel, String> {
+    pub fn channel(&self, addr: &str, node: NodeId) -> Result<Channel, ConnectError> {
         #[cfg(not(madsim))]
         {
             let host = crate::tls::host_of(addr);
-            let server_name = rustls_pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| format!("bad host in {addr:?}: {e}"))?;
+            let server_name =
+                rustls_pki_types::ServerName::try_from(host.clone()).map_err(|source| {
+                    ConnectError::BadHost {
+                        addr: addr.to_string(),
+                        source,
+                    }
+                })?;
             let tls = tokio_rustls::TlsConnector::from(self.tls.cluster_client(node)?);
             // TLS is ours (in the connector): the channel itself speaks HTTP/2 over it.
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| format!("bad address {addr:?}: {e}"))?
+                .map_err(|source| ConnectError::BadAddress {
+                    addr: addr.to_string(),
+                    source,
+                })?
                 .connect_timeout(CONNECT_TIMEOUT);
             let local = self.local_ip;
             Ok(
@@ -77,14 +105,17 @@ impl ClusterConnector {
         {
             let _ = node;
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| format!("bad address {addr:?}: {e}"))?
+                .map_err(|source| ConnectError::BadAddress {
+                    addr: addr.to_string(),
+                    source,
+                })?
                 .connect_timeout(CONNECT_TIMEOUT);
             Ok(endpoint.connect_lazy())
         }
     }
 
     /// A client of node `node`'s cluster port at `addr` (see [`ClusterConnector::channel`]).
-    pub fn client(&self, addr: &str, node: NodeId) -> Result<ClusterClient<Channel>, String> {
+    pub fn client(&self, addr: &str, node: NodeId) -> Result<ClusterClient<Channel>, ConnectError> {
         Ok(ClusterClient::new(self.channel(addr, node)?)
             .max_decoding_message_size(CLUSTER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(CLUSTER_MESSAGE_BYTES_MAX))
@@ -120,7 +151,16 @@ pub struct SnapshotFinish {
 
 pub type AppendReply = Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>;
 pub type VoteReply = Result<VoteResponse<NodeId>, RaftError<NodeId>>;
-pub type FinishReply = Result<SnapshotResponse<NodeId>, String>;
+pub type FinishReply = Result<SnapshotResponse<NodeId>, InstallRefused>;
+
+/// Why the receiving node could not install a snapshot: its own error (openraft's), which
+/// crosses the wire as its text. Serialized as that bare string.
+#[derive(Clone, Debug, Serialize, Deserialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{reason}")]
+pub struct InstallRefused {
+    pub reason: String,
+}
 
 /// Creates per-target Raft clients.
 #[derive(Clone, Debug)]
@@ -175,7 +215,7 @@ fn local_error<E: std::error::Error>(reason: String) -> RPCError<NodeId, NodeInf
 }
 
 impl NodeNetwork {
-    fn client(&mut self) -> Result<ClusterClient<Channel>, String> {
+    fn client(&mut self) -> Result<ClusterClient<Channel>, ConnectError> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
@@ -189,7 +229,9 @@ impl NodeNetwork {
         F: FnOnce(ClusterClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<pb::RaftPayload>, tonic::Status>>,
     {
-        let client = self.client().map_err(tonic::Status::internal)?;
+        let client = self
+            .client()
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
         match tokio::time::timeout(ttl, f(client)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner().data),
             Ok(Err(status)) => {
@@ -339,7 +381,7 @@ impl NodeNetwork {
                     break;
                 }
             }
-            let client = self.client().map_err(streaming_local)?;
+            let client = self.client().map_err(|e| streaming_local(e.to_string()))?;
             let request = pb::SnapshotChunkRequest {
                 session: reply.session,
                 start_index: start,
@@ -377,6 +419,6 @@ impl NodeNetwork {
             .map_err(|s| streaming_status(&s))?;
         let reply: FinishReply = codec::decode("snapshot finish reply", &reply)
             .map_err(|e| streaming_local(e.to_string()))?;
-        reply.map_err(streaming_local)
+        reply.map_err(|refused| streaming_local(refused.reason))
     }
 }

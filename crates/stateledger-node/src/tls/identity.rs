@@ -92,7 +92,7 @@ impl PeerIdentity {
                 Ok(Some(PeerIdentity::Node(id)))
             }
             "admin" | "client" => {
-                check_name(value).map_err(|reason| malformed(&reason))?;
+                check_name(value).map_err(|reason| malformed(&reason.to_string()))?;
                 Ok(Some(if role == "admin" {
                     PeerIdentity::Admin(value.to_string())
                 } else {
@@ -139,16 +139,26 @@ impl PeerIdentity {
     }
 }
 
+/// Why an admin or client name is refused (the caller's: whoever chose the name).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    #[error("a name is 1 to {NAME_BYTES_MAX} bytes")]
+    Length { len: usize },
+    #[error("a name uses only letters, digits, '.', '_' and '-'")]
+    Characters,
+}
+
 /// An admin or client name: 1..=64 bytes of `A-Z a-z 0-9 . _ -`.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > NAME_BYTES_MAX {
-        return Err(format!("a name is 1 to {NAME_BYTES_MAX} bytes"));
+        return Err(NameError::Length { len: name.len() });
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Err("a name uses only letters, digits, '.', '_' and '-'".into());
+        return Err(NameError::Characters);
     }
     Ok(())
 }

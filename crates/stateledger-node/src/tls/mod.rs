@@ -10,9 +10,48 @@
 pub mod dev_ca;
 pub mod identity;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::TlsSection;
+
+/// Why TLS files cannot be used: all of it the operator's (the files named in `[tls]`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[cfg(not(madsim))]
+    #[error("the cluster CA certificate: {0}")]
+    CaPem(rustls::pki_types::pem::Error),
+    #[cfg(not(madsim))]
+    #[error("the cluster CA certificate: {0}")]
+    CaRefused(rustls::Error),
+    #[cfg(not(madsim))]
+    #[error("the cluster CA certificate: {0}")]
+    CaUnusable(rustls::client::VerifierBuilderError),
+    #[cfg(not(madsim))]
+    #[error("this node's certificate: {0}")]
+    CertPem(rustls::pki_types::pem::Error),
+    #[cfg(not(madsim))]
+    #[error("this node's private key: {0}")]
+    KeyPem(rustls::pki_types::pem::Error),
+    #[cfg(not(madsim))]
+    #[error("TLS versions: {0}")]
+    Versions(rustls::Error),
+    #[cfg(not(madsim))]
+    #[error("this node's certificate and key: {0}")]
+    CertAndKey(rustls::Error),
+    #[error("the certificate file holds no certificate")]
+    NoCertificate,
+    #[error("the certificate names {named}, not this node (stateledger:node:{id}): check tls.cert and node.id")]
+    OtherIdentity { named: String, id: u64 },
+    #[error("the certificate: {0}")]
+    Identity(identity::IdentityError),
+}
 
 /// PEM material: the cluster CA and this party's certificate and key.
 #[derive(Clone)]
@@ -28,12 +67,16 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+fn read(path: &Path, what: &'static str) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl TlsMaterial {
-    pub fn load(section: &TlsSection) -> Result<TlsMaterial, String> {
+    pub fn load(section: &TlsSection) -> Result<TlsMaterial, TlsError> {
         Ok(TlsMaterial {
             ca_pem: read(&section.ca_cert, "CA certificate")?,
             cert_pem: read(&section.cert, "certificate")?,
@@ -54,7 +97,7 @@ mod real {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
     use super::identity::PeerIdentity;
-    use super::TlsMaterial;
+    use super::{TlsError, TlsMaterial};
     use crate::node_id::NodeId;
 
     impl TlsMaterial {
@@ -81,31 +124,29 @@ mod real {
         pub fn cluster_client(
             &self,
             expected: NodeId,
-        ) -> Result<Arc<rustls::ClientConfig>, String> {
+        ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut roots = rustls::RootCertStore::empty();
             for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-                let ca = ca.map_err(|e| format!("the cluster CA certificate: {e}"))?;
-                roots
-                    .add(ca)
-                    .map_err(|e| format!("the cluster CA certificate: {e}"))?;
+                let ca = ca.map_err(TlsError::CaPem)?;
+                roots.add(ca).map_err(TlsError::CaRefused)?;
             }
             let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("this node's certificate: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
-                .map_err(|e| format!("this node's private key: {e}"))?;
+                .map_err(TlsError::CertPem)?;
+            let key =
+                PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(TlsError::KeyPem)?;
             let webpki =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
-                    .map_err(|e| format!("the cluster CA certificate: {e}"))?;
+                    .map_err(TlsError::CaUnusable)?;
             let mut config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS versions: {e}"))?
+                .map_err(TlsError::Versions)?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NodeServerVerifier { webpki, expected }))
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("this node's certificate and key: {e}"))?;
+                .map_err(TlsError::CertAndKey)?;
             config.alpn_protocols = vec![b"h2".to_vec()];
             Ok(Arc::new(config))
         }
@@ -116,20 +157,19 @@ mod real {
         /// the certificate is node `id`'s: the CA, the chain and the key parse and fit together,
         /// and the certificate names `stateledger:node:<id>` (another node's certificate would
         /// only be refused by every peer, one connection at a time).
-        pub fn check_node(&self, id: NodeId) -> Result<(), String> {
+        pub fn check_node(&self, id: NodeId) -> Result<(), TlsError> {
             self.cluster_client(id)?;
             let leaf = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
                 .next()
-                .ok_or("the certificate file holds no certificate")?
-                .map_err(|e| format!("this node's certificate: {e}"))?;
+                .ok_or(TlsError::NoCertificate)?
+                .map_err(TlsError::CertPem)?;
             match PeerIdentity::from_cert_der(&leaf) {
                 Ok(PeerIdentity::Node(n)) if n == id => Ok(()),
-                Ok(other) => Err(format!(
-                    "the certificate names {}, not this node (stateledger:node:{id}): check \
-                     tls.cert and node.id",
-                    other.uri()
-                )),
-                Err(e) => Err(format!("the certificate: {e}")),
+                Ok(other) => Err(TlsError::OtherIdentity {
+                    named: other.uri(),
+                    id,
+                }),
+                Err(e) => Err(TlsError::Identity(e)),
             }
         }
     }
@@ -277,10 +317,13 @@ mod tests {
         let node1 = material(&ca, PeerIdentity::Node(1), "node-1");
         let node2 = material(&ca, PeerIdentity::Node(2), "node-2");
         let admin = material(&ca, PeerIdentity::Admin("ops".into()), "ops");
-        assert_eq!(node2.check_node(2), Ok(()));
+        node2
+            .check_node(2)
+            .expect("node 2's certificate is node 2's");
         let swapped = node2
             .check_node(1)
-            .expect_err("node 2's certificate is not node 1's");
+            .expect_err("node 2's certificate is not node 1's")
+            .to_string();
         assert!(
             swapped.contains("names stateledger:node:2, not this node"),
             "{swapped}"

@@ -117,6 +117,29 @@ pub fn encode_record(
     Ok((out, locs))
 }
 
+/// Why there is no valid record at an offset: a torn write or damage (which of the two is for
+/// [`recover`] to tell), never the caller's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("{len} bytes where a record header needs {HEADER_LEN}")]
+    ShortHeader { len: usize },
+    #[error("no record marker")]
+    NoMarker,
+    #[error("the record claims {claimed} body bytes but {remaining} remain")]
+    BodyPastEnd { claimed: u32, remaining: usize },
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("unknown slot {slot}")]
+    UnknownSlot { slot: usize },
+    #[error("unknown operation {op}")]
+    UnknownOperation { op: u8 },
+    #[error("an operation runs past the record's end")]
+    OperationPastEnd,
+    #[error("{trailing} bytes after the last operation")]
+    TrailingBytes { trailing: usize },
+}
+
 /// A record read back: its ops with value locations (absolute), and where it ends.
 #[derive(Debug)]
 pub struct Parsed<'a> {
@@ -127,16 +150,13 @@ pub struct Parsed<'a> {
 }
 
 /// Parses the record at `at`, or says why there is none.
-pub fn parse_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, String> {
+pub fn parse_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, FrameError> {
     let rest = bytes.get(at..).unwrap_or_default();
     if rest.len() < HEADER_LEN {
-        return Err(format!(
-            "{} bytes where a record header needs {HEADER_LEN}",
-            rest.len()
-        ));
+        return Err(FrameError::ShortHeader { len: rest.len() });
     }
     if &rest[..4] != RECORD_MAGIC {
-        return Err("no record marker".into());
+        return Err(FrameError::NoMarker);
     }
     let body_len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
     let mut synced = [0u8; 8];
@@ -144,21 +164,21 @@ pub fn parse_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, String> {
     let synced_before = u64::from_be_bytes(synced);
     let body_end = HEADER_LEN + body_len as usize;
     if body_len as usize > RECORD_BODY_BYTES_MAX || body_end > rest.len() {
-        return Err(format!(
-            "the record claims {body_len} body bytes but {} remain",
-            rest.len() - HEADER_LEN
-        ));
+        return Err(FrameError::BodyPastEnd {
+            claimed: body_len,
+            remaining: rest.len() - HEADER_LEN,
+        });
     }
     let body = &rest[HEADER_LEN..body_end];
     if rest[16..24] != checksum(body_len, synced_before, body) {
-        return Err("checksum mismatch".into());
+        return Err(FrameError::Checksum);
     }
     // The checksum held, so a malformed body is damage the checksum missed or a bug: refuse it
     // like any other bad record.
     let mut r = Reader { bytes: body, at: 0 };
     let slot = r.u8()? as usize;
     if slot >= SLOTS {
-        return Err(format!("unknown slot {slot}"));
+        return Err(FrameError::UnknownSlot { slot });
     }
     let count = r.u32()?;
     let mut ops = Vec::new();
@@ -174,14 +194,13 @@ pub fn parse_at(bytes: &[u8], at: usize) -> Result<Parsed<'_>, String> {
                 ops.push((key, Some(Loc { offset, len: vlen })));
             }
             OP_REMOVE => ops.push((key, None)),
-            other => return Err(format!("unknown operation {other}")),
+            op => return Err(FrameError::UnknownOperation { op }),
         }
     }
     if r.at != body.len() {
-        return Err(format!(
-            "{} bytes after the last operation",
-            body.len() - r.at
-        ));
+        return Err(FrameError::TrailingBytes {
+            trailing: body.len() - r.at,
+        });
     }
     Ok(Parsed {
         slot,
@@ -197,20 +216,20 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
         let end = self
             .at
             .checked_add(n)
             .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| "an operation runs past the record's end".to_string())?;
+            .ok_or(FrameError::OperationPastEnd)?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, FrameError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, FrameError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }

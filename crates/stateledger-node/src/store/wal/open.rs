@@ -301,6 +301,7 @@ impl WalKv {
                     "a record written before byte {end} no longer reads back: {}",
                     frame::parse_at(&bytes, recovered.valid_end)
                         .err()
+                        .map(|e| e.to_string())
                         .unwrap_or_default()
                 ),
             }),
