@@ -12,7 +12,11 @@
 //! there that no longer exists also fails the test, so the list can only shrink.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+mod source_scan;
+
+use std::path::Path;
+
+use source_scan::{code_of, rust_files};
 
 /// Edges that still close a cycle, and why they are still there. Remove an entry when its edge
 /// goes; never add one.
@@ -33,61 +37,6 @@ const KNOWN_EDGES: &[(&str, &str, &str)] = &[
 ];
 
 type Graph = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("read src dir")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
-        }
-    }
-}
-
-/// The code of a file without line comments and without its unit-test module.
-fn code_of(text: &str) -> String {
-    let mut out = String::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        let t = line.trim_start();
-        if t.starts_with("#[cfg(") && t.contains("test") {
-            let is_tests = lines.peek().is_some_and(|next| {
-                let n = next.trim_start();
-                n.starts_with("mod tests") || n.starts_with("pub mod tests")
-            });
-            if is_tests {
-                // Skip the module: up to the brace that closes the one it opens.
-                let mut depth = 0i64;
-                let mut opened = false;
-                for l in lines.by_ref() {
-                    depth += l.matches('{').count() as i64 - l.matches('}').count() as i64;
-                    opened |= l.contains('{');
-                    if opened && depth <= 0 {
-                        break;
-                    }
-                }
-                continue;
-            }
-        }
-        if t.starts_with("//") {
-            continue;
-        }
-        let code = match line.find("//") {
-            // A `//` inside a string ("https://…") is not a comment; the paths we look for
-            // never follow one on the same line, so cutting there is harmless either way.
-            Some(i) => &line[..i],
-            None => line,
-        };
-        out.push_str(code);
-        out.push('\n');
-    }
-    out
-}
 
 /// Top-level module names that `code` refers to through `crate::`.
 fn references(code: &str) -> BTreeSet<String> {
