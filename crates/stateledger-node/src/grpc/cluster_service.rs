@@ -34,6 +34,20 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
+    /// Proposes a membership change and waits for it to commit; returns its log index. A node
+    /// that stopped leading meanwhile answers NOT_LEADER with the new leader.
+    async fn change_members(&self, change: ChangeMembers<NodeId, NodeInfo>) -> Result<u64, Status> {
+        let resp = self
+            .shared
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| {
+                let forward = e.forward_to_leader().is_some();
+                admin_error(&self.shared, e, forward)
+            })?;
+        Ok(resp.log_id.index)
+    }
     pub fn new(shared: Arc<NodeShared>) -> ClusterService {
         ClusterService { shared }
     }
@@ -365,19 +379,13 @@ impl pb::cluster_server::Cluster for ClusterService {
             return Err(not_leader(&self.shared).into());
         }
         tracing::info!(by = %by, node_id = id, "admin: promoting a learner to voter");
-        let resp = self
-            .shared
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| {
-                let forward = e.forward_to_leader().is_some();
-                admin_error(&self.shared, e, forward)
-            })?;
-        tracing::info!(by = %by, node_id = id, log_index = resp.log_id.index, "admin: node is now a voter");
+        let log_index = self
+            .change_members(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+            .await?;
+        tracing::info!(by = %by, node_id = id, log_index, "admin: node is now a voter");
         Ok(Response::new(pb::AdminResponse {
             message: format!("node {id} is now a voter"),
-            log_index: resp.log_id.index,
+            log_index,
         }))
     }
 
@@ -408,16 +416,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        let resp = self
-            .shared
-            .raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| {
-                let forward = e.forward_to_leader().is_some();
-                admin_error(&self.shared, e, forward)
-            })?;
-        let mut index = resp.log_id.index;
+        let mut index = self.change_members(change).await?;
         if is_voter {
             // Removing a voter leaves it a learner; drop it from the cluster entirely.
             if let Ok(r) = self
