@@ -210,7 +210,8 @@ pub const CONNECTIONS_MAX: usize = 16;
 /// A connection is closed after this long, whatever it is doing.
 pub const CONNECTION_TIME_MAX: Duration = Duration::from_secs(30);
 
-/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until `shutdown` is set.
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until `shutdown` is set; `Err`
+/// if `addr` cannot be bound.
 #[cfg(not(madsim))]
 pub async fn serve(
     addr: &str,
@@ -218,18 +219,11 @@ pub async fn serve(
     probe: std::sync::Arc<dyn Probe>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<std::net::SocketAddr, crate::start_error::StartError> {
+) -> std::io::Result<std::net::SocketAddr> {
     use std::sync::Arc;
 
-    use crate::start_error::StartError;
-    let listen_err = |e: std::io::Error| StartError::Listen {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(listen_err)?;
-    let local = listener.local_addr().map_err(listen_err)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     tasks.push(tokio::spawn(async move {
         loop {

@@ -527,7 +527,11 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
                 shutdown_rx.clone(),
                 &mut tasks,
             )
-            .await?,
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?,
         ),
         None => None,
     };
