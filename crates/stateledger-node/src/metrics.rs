@@ -198,11 +198,24 @@ pub fn observe_since(histogram: &Histogram, start: std::time::Instant) {
     histogram.observe(start.elapsed().as_secs_f64());
 }
 
+/// Why `/readyz` answers 503 (its text is the response body).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotReady {
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("repairing lost state")]
+    Repairing,
+    #[error("no leader heard from within the lease")]
+    NoLeader,
+    #[error("applied index {applied} is {behind} entries behind the log (most {max})")]
+    Behind { applied: u64, behind: u64, max: u64 },
+}
+
 /// What the listener asks of the node at each request.
 pub trait Probe: Send + Sync + 'static {
-    /// Brings the sampled gauges up to date and says whether the node is ready: `Err` carries a
-    /// short reason for `/readyz`'s 503.
-    fn sample(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    /// Brings the sampled gauges up to date and says whether the node is ready.
+    fn sample(&self) -> Pin<Box<dyn Future<Output = Result<(), NotReady>> + Send + '_>>;
 }
 
 /// Most connections the metrics listener serves at once; more wait to be accepted.

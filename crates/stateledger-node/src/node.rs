@@ -209,7 +209,9 @@ impl checkpointer::CheckpointHolder for NodeShared {
 impl crate::metrics::Probe for NodeShared {
     fn sample(
         &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), crate::metrics::NotReady>> + Send + '_>,
+    > {
         Box::pin(async move {
             let ready = self.sample_metrics().await;
             self.metrics.ready.set(i64::from(ready.is_ok()));
@@ -227,7 +229,8 @@ impl NodeShared {
     /// Brings the sampled metrics up to date; `Err` says why the node is not ready: it does not
     /// hear from a leader, its applied index is more than `[metrics] ready_lag_entries_max`
     /// behind its own log, or it is corrupt or repairing.
-    async fn sample_metrics(&self) -> Result<(), String> {
+    async fn sample_metrics(&self) -> Result<(), crate::metrics::NotReady> {
+        use crate::metrics::NotReady;
         let m = &self.metrics;
         let raft = self.raft.metrics().borrow().clone();
         let is_leader = self.is_leader();
@@ -271,20 +274,22 @@ impl NodeShared {
         m.disk_space_alarm.set(i64::from(disk_alarm.is_some()));
 
         if let Some(why) = corruption {
-            return Err(format!("stored data is corrupt: {why}"));
+            return Err(NotReady::Corrupt(why));
         }
         if repairing {
-            return Err("repairing lost state".into());
+            return Err(NotReady::Repairing);
         }
         if !crate::election::hears_leader(&self.elector).await {
-            return Err("no leader heard from within the lease".into());
+            return Err(NotReady::NoLeader);
         }
         let behind = last_log.saturating_sub(applied);
         let max = self.config.metrics.ready_lag_entries_max;
         if behind > max {
-            return Err(format!(
-                "applied index {applied} is {behind} entries behind the log (most {max})"
-            ));
+            return Err(NotReady::Behind {
+                applied,
+                behind,
+                max,
+            });
         }
         Ok(())
     }
