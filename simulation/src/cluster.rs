@@ -308,6 +308,7 @@ fn config_of(index: usize, voters: usize, tuning: &ServerTuning) -> NodeConfig {
         limits: LimitsSection::default(),
         storage: Default::default(),
         connections: Default::default(),
+        metrics: Default::default(),
     }
 }
 

@@ -19,6 +19,30 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub connections: ConnectionsSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// The optional HTTP listener for Prometheus metrics and health probes (`metrics.rs`,
+/// docs/OPERATIONS.md "Monitoring"). Absent: no listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (plain HTTP: bind it to loopback or
+    /// a monitoring network), e.g. `"127.0.0.1:9101"`.
+    pub listen: Option<String>,
+    /// `/readyz` answers 503 while the node's applied index is more than this many entries
+    /// behind its own log.
+    pub ready_lag_entries_max: u64,
+}
+
+impl Default for MetricsSection {
+    fn default() -> MetricsSection {
+        MetricsSection {
+            listen: None,
+            ready_lag_entries_max: 1_000,
+        }
+    }
 }
 
 /// Limits on the connections each listener holds (`conn_limit.rs`, docs/SECURITY.md). The caps

@@ -296,6 +296,7 @@ fn write_node(
         limits: LimitsSection::default(),
         storage: Default::default(),
         connections: Default::default(),
+        metrics: Default::default(),
     };
     let text = toml::to_string_pretty(&config)?;
     let config_path = dir.join(format!("{name}.toml"));

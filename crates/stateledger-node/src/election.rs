@@ -137,6 +137,19 @@ fn lease(elector: &Elector) -> Duration {
     Duration::from_millis(elector.timing.election_timeout_max_ms)
 }
 
+/// Whether this node hears from a leader: it leads with a quorum within the lease, or a leader's
+/// message confirmed its vote within the lease (what a pre-vote is refused for). A node cut off
+/// from the others keeps its leader id in Raft's metrics; this says it no longer hears it.
+pub async fn hears_leader(elector: &Elector) -> bool {
+    let Some(v) = view(elector).await else {
+        return false;
+    };
+    if v.state == ServerState::Leader {
+        return !elector.quorum_lease.is_lost();
+    }
+    v.vote.is_committed() && v.vote_age.is_some_and(|age| age <= lease(elector))
+}
+
 /// What a voter answers to a pre-vote (see the module comment).
 pub async fn answer_pre_vote(elector: &Elector, req: &PreVoteRequest) -> PreVoteReply {
     let refuse = |reason: String| PreVoteReply {

@@ -37,6 +37,7 @@ pub mod grpc;
 pub mod known_bad;
 pub mod ledger;
 pub mod listen;
+pub mod metrics;
 pub mod node;
 pub mod node_id;
 pub mod node_parts;

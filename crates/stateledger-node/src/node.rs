@@ -71,6 +71,8 @@ pub struct NodeShared {
     pub disk: Arc<dyn crate::space::DiskSpace>,
     /// Set once when the node must stop ([`NodeHandle::fatal`]).
     pub fatal: watch::Sender<Option<Fatal>>,
+    /// This node's metrics (`metrics.rs`), sampled by [`NodeShared`]'s probe.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Cluster-port calls refused for the caller's identity (grpc/authz.rs).
     pub denials: crate::grpc::authz::Denials,
     /// The listeners' connection limits and counters.
@@ -204,11 +206,102 @@ impl checkpointer::CheckpointHolder for NodeShared {
     }
 }
 
+impl crate::metrics::Probe for NodeShared {
+    fn sample(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), crate::metrics::NotReady>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            let ready = self.sample_metrics().await;
+            self.metrics.ready.set(i64::from(ready.is_ok()));
+            ready
+        })
+    }
+}
+
+/// A gauge's value from an index or count (saturating: gauges are signed).
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl NodeShared {
+    /// Brings the sampled metrics up to date; `Err` says why the node is not ready: it does not
+    /// hear from a leader, its applied index is more than `[metrics] ready_lag_entries_max`
+    /// behind its own log, or it is corrupt or repairing.
+    async fn sample_metrics(&self) -> Result<(), crate::metrics::NotReady> {
+        use crate::metrics::NotReady;
+        let m = &self.metrics;
+        let raft = self.raft.metrics().borrow().clone();
+        let is_leader = self.is_leader();
+        let last_log = raft.last_log_index.unwrap_or(0);
+        let applied = raft.last_applied.map_or(0, |l| l.index);
+        m.raft_term.set(gauge_value(raft.current_term));
+        m.leader_id
+            .set(gauge_value(raft.current_leader.unwrap_or(0)));
+        m.is_leader.set(i64::from(is_leader));
+        m.last_log_index.set(gauge_value(last_log));
+        m.applied_index.set(gauge_value(applied));
+        m.follower_lag.clear();
+        if let (true, Some(replication)) = (is_leader, &raft.replication) {
+            for (follower, matched) in replication.iter() {
+                if *follower == self.id {
+                    continue;
+                }
+                let lag = last_log.saturating_sub(matched.map_or(0, |l| l.index));
+                m.follower_lag
+                    .get_or_create(&vec![("follower", follower.to_string())])
+                    .set(gauge_value(lag));
+            }
+        }
+        if let Some(held) = self.checkpoints.borrow().clone() {
+            let c = held.checkpoint();
+            m.checkpoint_size.set(gauge_value(c.size.0));
+            let age_nanos = self.clock.now_unix_nanos().saturating_sub(c.time.0);
+            m.checkpoint_age_seconds.set(age_nanos as f64 / 1e9);
+            m.checkpoint_cosigners
+                .set(gauge_value(held.note().signatures.len() as u64));
+        }
+        let corruption = self.ledger.corruption().or_else(|| {
+            self.ledger
+                .engine_failed()
+                .then(|| "the storage engine failed".to_string())
+        });
+        m.corrupt.set(i64::from(corruption.is_some()));
+        let repairing = self.repair.is_repairing();
+        m.repairing.set(i64::from(repairing));
+        let disk_alarm = self.space.measurement().alarm;
+        m.disk_space_alarm.set(i64::from(disk_alarm.is_some()));
+
+        if let Some(why) = corruption {
+            return Err(NotReady::Corrupt(why));
+        }
+        if repairing {
+            return Err(NotReady::Repairing);
+        }
+        if !crate::election::hears_leader(&self.elector).await {
+            return Err(NotReady::NoLeader);
+        }
+        let behind = last_log.saturating_sub(applied);
+        let max = self.config.metrics.ready_lag_entries_max;
+        if behind > max {
+            return Err(NotReady::Behind {
+                applied,
+                behind,
+                max,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A started node.
 pub struct NodeHandle {
     pub shared: Arc<NodeShared>,
     pub public_addr: SocketAddr,
     pub cluster_addr: SocketAddr,
+    /// Where the metrics listener listens, if `[metrics] listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -290,10 +383,12 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
     let ledger = recovered.ledger;
     #[cfg(madsim)]
     ledger.set_known_bad(known_bad);
-    let log_store = LogStore::new(
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let log_store = LogStore::observed(
         recovered.store,
         config.node.id,
         recovered.node_state.clone(),
+        metrics.log_sync_seconds.clone(),
     );
     #[cfg(madsim)]
     let log_store = log_store.with_known_bad(known_bad);
@@ -366,6 +461,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         scrub: Default::default(),
         space: Default::default(),
         disk: recovered.disk,
+        metrics,
         denials: Default::default(),
         #[cfg(not(madsim))]
         listeners: crate::conn_limit::Listeners::new(&config.connections),
@@ -426,6 +522,27 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         &mut tasks,
     )
     .await?;
+    #[cfg(not(madsim))]
+    let metrics_addr = match &config.metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::serve(
+                addr,
+                shared.metrics.clone(),
+                shared.clone(),
+                shutdown_rx.clone(),
+                &mut tasks,
+            )
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    // The simulation has no plain TCP listener; the metrics still count.
+    #[cfg(madsim)]
+    let metrics_addr = None;
 
     tasks.push(tokio::spawn(crate::sigcheck::run(
         sig_rx,
@@ -511,6 +628,7 @@ pub async fn start(parts: NodeParts) -> Result<NodeHandle, StartError> {
         shared,
         public_addr,
         cluster_addr,
+        metrics_addr,
         shutdown,
         tasks,
     })

@@ -135,6 +135,7 @@ impl LedgerService {
             Ok(_) => {}
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = std::time::Instant::now();
         self.shared
             .submit_tx
             .try_send(SubmitJob {
@@ -148,17 +149,24 @@ impl LedgerService {
         // The batcher settles the bytes once they are in a log entry (or not).
         accepted.proposed();
         let outcome = rx.await.map_err(|_| RetryError::ShuttingDown)?;
+        let metrics = &self.shared.metrics;
+        if outcome.is_ok() {
+            crate::metrics::observe_since(&metrics.commit_seconds, queued);
+        }
         match outcome {
-            Ok(GroupOutcome::Appended(appended)) => Ok(pb::SubmitResponse {
-                results: appended
-                    .into_iter()
-                    .map(|a| pb::SubmitResult {
-                        leaf_index: a.index,
-                        ledger_time: a.time,
-                        leaf_hash: a.leaf_hash.to_vec(),
-                    })
-                    .collect(),
-            }),
+            Ok(GroupOutcome::Appended(appended)) => {
+                metrics.records_appended.inc_by(appended.len() as u64);
+                Ok(pb::SubmitResponse {
+                    results: appended
+                        .into_iter()
+                        .map(|a| pb::SubmitResult {
+                            leaf_index: a.index,
+                            ledger_time: a.time,
+                            leaf_hash: a.leaf_hash.to_vec(),
+                        })
+                        .collect(),
+                })
+            }
             Ok(GroupOutcome::AllDuplicates(indexes)) => {
                 Err(CallerError::AllDuplicates { indexes }.into())
             }
@@ -185,9 +193,13 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        Ok(Response::new(
-            self.submit_records(request.into_inner().records).await?,
-        ))
+        match self.submit_records(request.into_inner().records).await {
+            Ok(response) => Ok(Response::new(response)),
+            Err(e) => {
+                self.shared.metrics.refused(e.code().1.as_str_name());
+                Err(e.into())
+            }
+        }
     }
 
     async fn get_entry(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
 use super::node_state::NodeStateHandle;
@@ -73,6 +74,14 @@ pub(crate) fn read_purged(store: &Store) -> Result<Option<LogId>, StoreError> {
 /// of queueing without limit.
 pub const LOG_SYNC_QUEUE_MAX: usize = 1024;
 
+/// One sync of the log, timed.
+async fn timed_sync(store: &Store, seconds: &Histogram) -> Result<(), StoreError> {
+    let start = std::time::Instant::now();
+    let result = store.sync_log().await;
+    crate::metrics::observe_since(seconds, start);
+    result
+}
+
 /// The Raft log and vote.
 #[derive(Clone)]
 pub struct LogStore {
@@ -83,6 +92,8 @@ pub struct LogStore {
     syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
     /// The node's record: every vote is copied there (both storages) before it counts.
     node_state: Arc<NodeStateHandle>,
+    /// How long each sync of the log takes (`stateledger_log_sync_seconds`).
+    sync_seconds: Histogram,
     /// Simulation only: known-bad behaviours of the log (`crate::known_bad`).
     #[cfg(madsim)]
     known_bad: crate::known_bad::KnownBad,
@@ -97,16 +108,33 @@ impl Debug for LogStore {
 impl LogStore {
     /// Creates the log store and starts its syncer task.
     pub fn new(store: Store, node_id: u64, node_state: Arc<NodeStateHandle>) -> LogStore {
+        LogStore::observed(
+            store,
+            node_id,
+            node_state,
+            crate::metrics::latency_histogram(),
+        )
+    }
+
+    /// [`LogStore::new`], timing each sync of the log in `sync_seconds`.
+    pub fn observed(
+        store: Store,
+        node_id: u64,
+        node_state: Arc<NodeStateHandle>,
+        sync_seconds: Histogram,
+    ) -> LogStore {
         let (tx, mut rx) = mpsc::channel::<LogFlushed<TypeConfig>>(LOG_SYNC_QUEUE_MAX);
         let sync_store = store.clone();
+        let syncer_seconds = sync_seconds.clone();
         tokio::spawn(async move {
             // Every append queued behind the first is covered by the same sync.
             while let Some(batch) = crate::drain::recv_batch(&mut rx, usize::MAX, |_| 1).await {
                 let waiting = batch.items;
-                let result =
-                    super::wait_for_space_async("sync the Raft log", || sync_store.sync_log())
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()));
+                let result = super::wait_for_space_async("sync the Raft log", || {
+                    timed_sync(&sync_store, &syncer_seconds)
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()));
                 for callback in waiting {
                     callback.log_io_completed(
                         result
@@ -122,6 +150,7 @@ impl LogStore {
             node_id,
             syncer: tx,
             node_state,
+            sync_seconds,
             #[cfg(madsim)]
             known_bad: Default::default(),
         }
@@ -271,9 +300,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // hand-offs on the commit path. (A leader's own appends go to the syncer: the leader
             // replicates while its flush runs, see vendor/openraft/PATCHES.md.)
             let store = self.store.clone();
-            let result = super::wait_for_space_async("sync the Raft log", || store.sync_log())
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()));
+            let seconds = self.sync_seconds.clone();
+            let result =
+                super::wait_for_space_async("sync the Raft log", || timed_sync(&store, &seconds))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()));
             callback.log_io_completed(result);
             return Ok(());
         }
